@@ -1,0 +1,96 @@
+import t from 'tap';
+import { readdirSync } from 'node:fs';
+import {
+  mapCreate, mapUpdate, mapLookup, mapDelete, mapNextKey, BpfError, BPF_MAP_TYPE, FD, ownedFdCount,
+  perfEventOpen, PERF_TYPE, PERF_COUNT_SW, mmap, PROT_READ, ensureTracefs, possibleCpus, parseCpuList, eventfd,
+  epollCreate, SyscallError,
+} from '../src/syscall/index.js';
+import { ClosedError } from '../src/errors.js';
+
+const fdCount = () => readdirSync('/proc/self/fd').length;
+
+t.test('map create/update/lookup/delete/next key through the native arena', (t) => {
+  const fd = mapCreate({ mapType: BPF_MAP_TYPE.HASH, keySize: 4, valueSize: 8, maxEntries: 16, name: 'tsbpf_t' });
+  t.ok(fd.value > 0, 'fd is never 0');
+  const key = Buffer.alloc(4);
+  for (let i = 0; i < 5; i++) {
+    key.writeUInt32LE(i);
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(BigInt(i * 100));
+    mapUpdate(fd.value, key, v, 0);
+  }
+  const out = Buffer.alloc(8);
+  key.writeUInt32LE(3);
+  t.ok(mapLookup(fd.value, key, out, 0, 8));
+  t.equal(out.readBigUInt64LE(0), 300n);
+  key.writeUInt32LE(42);
+  t.notOk(mapLookup(fd.value, key, out, 0, 8), 'missing key → false');
+  const keys: number[] = [];
+  let prev: Buffer | null = null;
+  const next = Buffer.alloc(4);
+  while (mapNextKey(fd.value, prev, next, 4)) {
+    keys.push(next.readUInt32LE(0));
+    prev = Buffer.from(next);
+  }
+  t.same(keys.sort(), [0, 1, 2, 3, 4]);
+  key.writeUInt32LE(2);
+  t.ok(mapDelete(fd.value, key));
+  t.notOk(mapDelete(fd.value, key));
+  const v = Buffer.alloc(8);
+  key.writeUInt32LE(1);
+  t.throws(() => mapUpdate(fd.value, key, v, 1 /* NOEXIST */), { name: 'BpfError', errno: 'EEXIST' });
+  fd.close();
+  fd.close();
+  t.throws(() => fd.value, ClosedError);
+  t.end();
+});
+
+t.test('BpfError names the command, errno and a hint', (t) => {
+  try {
+    mapCreate({ mapType: 9999, keySize: 4, valueSize: 4, maxEntries: 1 }, 'map "x"');
+    t.fail('should throw');
+  } catch (e) {
+    t.ok(e instanceof BpfError);
+    const err = e as BpfError;
+    t.equal(err.cmd, 'MAP_CREATE');
+    t.equal(err.errno, 'EINVAL');
+    t.match(err.message, /map "x": bpf\(MAP_CREATE\) failed: EINVAL/);
+  }
+  t.end();
+});
+
+t.test('fds are released by close() and counted', (t) => {
+  const before = fdCount();
+  const owned = ownedFdCount();
+  const fds: FD[] = [];
+  for (let i = 0; i < 50; i++) fds.push(mapCreate({ mapType: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 }));
+  t.equal(fdCount(), before + 50);
+  t.equal(ownedFdCount(), owned + 50);
+  for (const f of fds) f.close();
+  t.equal(fdCount(), before);
+  t.equal(ownedFdCount(), owned);
+  t.end();
+});
+
+t.test('perf_event_open + mmap of a BPF_OUTPUT ring', (t) => {
+  const cpu = possibleCpus()[0];
+  const fd = perfEventOpen({ type: PERF_TYPE.SOFTWARE, config: PERF_COUNT_SW.BPF_OUTPUT, sample_type: 1 << 10, wakeup_events: 1 }, -1, cpu);
+  const m = mmap(fd.value, 4096 * 3, PROT_READ);
+  t.equal(m.view.length, 4096 * 3);
+  m.unmap();
+  t.throws(() => m.view, SyscallError, 'view after unmap throws instead of crashing');
+  fd.close();
+  t.end();
+});
+
+t.test('misc', (t) => {
+  t.same(parseCpuList('0-3,5,7-8\n'), [0, 1, 2, 3, 5, 7, 8]);
+  t.ok(possibleCpus().length >= 1);
+  t.match(ensureTracefs(), /tracing$/);
+  const e = eventfd();
+  const ep = epollCreate();
+  t.ok(e.value > 0 && ep.value > 0);
+  e.close();
+  ep.close();
+  t.end();
+});
