@@ -1,0 +1,327 @@
+// CollectionSpec → kernel objects: BTF, maps (with initial contents,
+// frozen .rodata), programs (linked, map references rewritten), in an order
+// that lets a failure release everything created before it.
+
+import { BPF_MAP_TYPE, BPF_PROG_TYPE, BPF_ATTACH_TYPE, btfLoad, possibleCpus, errnoName, FD } from '../syscall/index.js';
+import { TsbpfError, NotSupportedError } from '../errors.js';
+import type { Btf } from '../btf/btf.js';
+import { marshalFuncInfos, marshalLineInfos } from '../btf/ext.js';
+import { loadKernelBtf } from '../btf/kernel.js';
+import type { CollectionSpec, MapSpec, ProgramSpec } from '../elf/spec.js';
+import { BpfMap, mapTypeName } from '../maps/map.js';
+import { Program, programTypeName } from '../programs/program.js';
+import {
+  linkProgram, setImm, setSrcReg, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, OP_LD_IMM64, INSN_SIZE, type LinkedProgram,
+} from './linker.js';
+
+export interface CollectionOptions {
+  /** Load only these programs (default: every program whose section is not `?`-prefixed). */
+  programs?: string[];
+  /** Verifier log level for every program (the log is kept on `Program.verifierLog`). */
+  logLevel?: number;
+  /** Use these existing maps instead of creating the ones with the same name. Not closed by the collection. */
+  mapReplacements?: Record<string, BpfMap>;
+  /** Kernel BTF used to resolve attach targets (tp_btf, fentry, lsm, iter). Default: /sys/kernel/btf/vmlinux. */
+  kernelBtf?: Btf;
+}
+
+export class CollectionError extends TsbpfError {}
+
+/** Map types that refuse BTF key/value type ids at creation. */
+const NO_BTF_KV = new Set<number>([
+  BPF_MAP_TYPE.PERF_EVENT_ARRAY, BPF_MAP_TYPE.CGROUP_ARRAY, BPF_MAP_TYPE.STACK_TRACE, BPF_MAP_TYPE.ARRAY_OF_MAPS,
+  BPF_MAP_TYPE.HASH_OF_MAPS, BPF_MAP_TYPE.DEVMAP, BPF_MAP_TYPE.DEVMAP_HASH, BPF_MAP_TYPE.CPUMAP, BPF_MAP_TYPE.XSKMAP,
+  BPF_MAP_TYPE.SOCKMAP, BPF_MAP_TYPE.SOCKHASH, BPF_MAP_TYPE.QUEUE, BPF_MAP_TYPE.STACK, BPF_MAP_TYPE.RINGBUF,
+  BPF_MAP_TYPE.USER_RINGBUF, BPF_MAP_TYPE.PROG_ARRAY, BPF_MAP_TYPE.REUSEPORT_SOCKARRAY, BPF_MAP_TYPE.BLOOM_FILTER,
+]);
+
+/** Map types whose value is an fd (filled after creation). */
+const FD_VALUE_TYPES = new Set<number>([
+  BPF_MAP_TYPE.PROG_ARRAY, BPF_MAP_TYPE.ARRAY_OF_MAPS, BPF_MAP_TYPE.HASH_OF_MAPS, BPF_MAP_TYPE.PERF_EVENT_ARRAY,
+  BPF_MAP_TYPE.CGROUP_ARRAY,
+]);
+
+/** Program kinds whose attach target is a kernel BTF id resolved at load time. */
+function btfAttachTarget(p: ProgramSpec): { name: string; kind: 'typedef' | 'func' } | undefined {
+  if (!p.attachTo) return undefined;
+  const target = p.attachTo;
+  switch (p.type) {
+    case BPF_PROG_TYPE.TRACING:
+      if (p.expectedAttachType === BPF_ATTACH_TYPE.TRACE_RAW_TP) return { name: `btf_trace_${target}`, kind: 'typedef' };
+      if (p.expectedAttachType === BPF_ATTACH_TYPE.TRACE_ITER) return { name: `bpf_iter_${target}`, kind: 'func' };
+      return { name: target, kind: 'func' };
+    case BPF_PROG_TYPE.LSM:
+      return { name: `bpf_lsm_${target}`, kind: 'func' };
+    default:
+      return undefined;
+  }
+}
+
+export class Collection {
+  readonly spec: CollectionSpec;
+  readonly maps: Record<string, BpfMap> = {};
+  readonly programs: Record<string, Program> = {};
+  #owned: (BpfMap | Program)[] = [];
+  #closed = false;
+
+  constructor(spec: CollectionSpec, options: CollectionOptions = {}) {
+    this.spec = spec;
+    let btfFd: FD | undefined;
+    try {
+      const wanted = this.#selectPrograms(options.programs);
+      // 1. Link every program (pure), so line-info strings are known before BTF is marshalled.
+      const linked = new Map<string, LinkedProgram>();
+      for (const p of wanted) linked.set(p.name, linkProgram(spec, p));
+      const lineInfoBufs = new Map<string, Buffer>();
+      if (spec.btf) {
+        for (const [name, l] of linked) {
+          if (l.lineInfos.length) lineInfoBufs.set(name, marshalLineInfos(l.lineInfos, spec.btf));
+        }
+      }
+      // 2. BTF.
+      let btfError: string | undefined;
+      if (spec.btf) {
+        const raw = spec.btf.marshal();
+        const r = btfLoad(raw);
+        if ('fd' in r) btfFd = r.fd;
+        else {
+          const withLog = btfLoad(raw, 1 << 20);
+          btfError = `BTF_LOAD failed with ${errnoName(r.errno)}${'log' in withLog && withLog.log ? `: ${withLog.log.trim().split('\n').slice(-3).join(' | ')}` : ''}`;
+        }
+      }
+      // 3. Maps.
+      for (const ms of Object.values(spec.maps)) {
+        const repl = options.mapReplacements?.[ms.name];
+        if (repl) {
+          this.maps[ms.name] = repl;
+          continue;
+        }
+        const m = this.#createMap(ms, btfFd);
+        this.maps[ms.name] = m;
+        this.#owned.push(m);
+      }
+      for (const ms of Object.values(spec.maps)) {
+        if (options.mapReplacements?.[ms.name]) continue;
+        this.#fillMap(ms, false);
+      }
+      // 4. Programs.
+      let kernelBtf = options.kernelBtf;
+      for (const p of wanted) {
+        const l = linked.get(p.name)!;
+        this.#resolveRelocs(p, l);
+        let attachBtfId: number | undefined;
+        const t = btfAttachTarget(p);
+        if (t) {
+          kernelBtf ??= loadKernelBtf();
+          const ty = kernelBtf.tryFindType(t.name, t.kind);
+          if (!ty) {
+            throw new CollectionError(`program "${p.name}": attach target "${p.attachTo}" not found in kernel BTF (looked for ${t.kind} ${t.name})`);
+          }
+          attachBtfId = ty.id;
+        }
+        const useBtf = btfFd !== undefined && l.funcInfos.length > 0;
+        if (btfError && hasGlobalSubprogs(spec, l)) {
+          throw new CollectionError(`program "${p.name}" has global subprograms, which need BTF, but the kernel refused the object's BTF (${btfError})`);
+        }
+        const prog = Program.load({
+          name: p.name,
+          type: p.type,
+          insns: l.insns,
+          license: p.license || spec.license,
+          expectedAttachType: p.expectedAttachType,
+          kernelVersion: p.kernelVersion || spec.kernelVersion,
+          flags: p.flags,
+          btfFd: useBtf ? btfFd!.value : undefined,
+          funcInfo: useBtf ? marshalFuncInfos(l.funcInfos) : undefined,
+          lineInfo: useBtf ? lineInfoBufs.get(p.name) : undefined,
+          lineInfos: l.lineInfos,
+          attachBtfId,
+          logLevel: options.logLevel,
+        });
+        this.programs[p.name] = prog;
+        this.#owned.push(prog);
+      }
+      // 5. Contents that refer to programs (prog arrays).
+      for (const ms of Object.values(spec.maps)) {
+        if (options.mapReplacements?.[ms.name]) continue;
+        this.#fillMap(ms, true);
+      }
+    } catch (e) {
+      this.close();
+      throw e;
+    } finally {
+      btfFd?.close();
+    }
+  }
+
+  #selectPrograms(names?: string[]): ProgramSpec[] {
+    const all = Object.values(this.spec.programs);
+    if (!names) return all.filter((p) => p.autoload);
+    return names.map((n) => {
+      const p = this.spec.programs[n];
+      if (!p) throw new CollectionError(`no program "${n}" in the object (it has: ${Object.keys(this.spec.programs).join(', ') || 'none'})`);
+      return p;
+    });
+  }
+
+  #createMap(ms: MapSpec, btfFd: FD | undefined): BpfMap {
+    let { keySize, valueSize, maxEntries } = ms;
+    if (ms.type === BPF_MAP_TYPE.PERF_EVENT_ARRAY) {
+      if (maxEntries === 0) maxEntries = possibleCpus().length;
+      keySize ||= 4;
+      valueSize ||= 4;
+    }
+    if (ms.type === BPF_MAP_TYPE.ARRAY_OF_MAPS || ms.type === BPF_MAP_TYPE.HASH_OF_MAPS) valueSize ||= 4;
+    let inner: BpfMap | undefined;
+    try {
+      if (ms.innerMap) inner = this.#createMap({ ...ms.innerMap, kernelName: ms.innerMap.kernelName || 'inner' }, btfFd);
+      const withBtf = btfFd !== undefined && !NO_BTF_KV.has(ms.type) && (ms.keyType !== undefined || ms.valueType !== undefined);
+      const base = {
+        name: ms.kernelName,
+        type: ms.type,
+        keySize,
+        valueSize,
+        maxEntries,
+        flags: ms.flags,
+        numaNode: ms.numaNode,
+        mapExtra: ms.mapExtra,
+        innerMap: inner,
+      };
+      try {
+        return BpfMap.create(withBtf ? { ...base, btfFd: btfFd!.value, btfKeyTypeId: ms.keyType ?? 0, btfValueTypeId: ms.valueType ?? 0 } : base);
+      } catch (e) {
+        if (!withBtf) throw e;
+        // Some kernels refuse BTF for some map types or value layouts: retry without, as libbpf does.
+        return BpfMap.create(base);
+      }
+    } catch (e) {
+      if (e instanceof TsbpfError) e.message = `map "${ms.name}" (${mapTypeName(ms.type)}): ${e.message}`;
+      throw e;
+    } finally {
+      inner?.close();
+    }
+  }
+
+  #fillMap(ms: MapSpec, programsPhase: boolean): void {
+    const m = this.maps[ms.name];
+    for (const entry of ms.contents) {
+      const v = entry.value;
+      const isProg = !(v instanceof Uint8Array) && 'program' in v;
+      if (isProg !== programsPhase) continue;
+      let value: Uint8Array;
+      if (v instanceof Uint8Array) {
+        value = v;
+      } else if ('program' in v) {
+        const p = this.programs[v.program];
+        if (!p) {
+          if (this.spec.programs[v.program] && !this.spec.programs[v.program].autoload) continue;
+          if (this.spec.programs[v.program]) continue; // not selected for loading
+          throw new CollectionError(`map "${ms.name}": initial value refers to unknown program "${v.program}"`);
+        }
+        value = u32(p.fd);
+      } else {
+        const inner = this.maps[v.map];
+        if (!inner) throw new CollectionError(`map "${ms.name}": initial value refers to unknown map "${v.map}"`);
+        value = u32(inner.fd);
+      }
+      if (!FD_VALUE_TYPES.has(ms.type) && value.length !== m.valueSize) {
+        throw new CollectionError(`map "${ms.name}": initial value is ${value.length} bytes, value size is ${m.valueSize}`);
+      }
+      m.update(entry.key, value);
+    }
+    if (!programsPhase && ms.freeze) m.freeze();
+  }
+
+  #resolveRelocs(p: ProgramSpec, l: LinkedProgram): void {
+    const insns = l.insns;
+    for (const r of l.relocs) {
+      const op = insns[r.insn * INSN_SIZE];
+      if (r.kind === 'map' || r.kind === 'mapValue') {
+        if (op !== OP_LD_IMM64) {
+          throw new CollectionError(`program "${p.name}": instruction ${r.insn} refers to map "${r.map}" but is not a 64-bit immediate load`);
+        }
+        const m = this.maps[r.map];
+        if (!m) throw new CollectionError(`program "${p.name}": refers to map "${r.map}", which the object does not define`);
+        if (r.kind === 'map') {
+          setSrcReg(insns, r.insn, BPF_PSEUDO_MAP_FD);
+          setImm(insns, r.insn, m.fd);
+          setImm(insns, r.insn + 1, 0);
+        } else {
+          setSrcReg(insns, r.insn, BPF_PSEUDO_MAP_VALUE);
+          setImm(insns, r.insn, m.fd);
+          setImm(insns, r.insn + 1, r.offset);
+        }
+      } else if (r.kind === 'extern') {
+        throw new NotSupportedError(
+          `extern "${r.name}" in program "${p.name}"`,
+          undefined,
+          'tsbpf does not resolve .kconfig/.ksyms externs and kfuncs yet',
+        );
+      }
+    }
+    if (l.coreRelos.length) {
+      throw new NotSupportedError(
+        `CO-RE relocations in program "${p.name}"`,
+        undefined,
+        `${l.coreRelos.length} relocation(s); tsbpf does not apply CO-RE yet`,
+      );
+    }
+  }
+
+  /** Bytes of a global variable, read from its data map now. */
+  readVariable(name: string): Buffer {
+    const v = this.#variable(name);
+    const m = this.maps[v.map];
+    const val = m.lookup(0);
+    if (!val) throw new CollectionError(`global data map "${v.map}" has no value`);
+    return Buffer.from(val.subarray(v.offset, v.offset + v.size));
+  }
+
+  /** Overwrite a global variable in a writable data map (.data, .bss). */
+  writeVariable(name: string, value: Uint8Array): void {
+    const v = this.#variable(name);
+    if (v.readonly) throw new CollectionError(`variable "${name}" is in ${v.map}, which is frozen after load; set it on the spec before loading`);
+    if (!(value instanceof Uint8Array) || value.length !== v.size) {
+      throw new TypeError(`variable "${name}" is ${v.size} bytes; got ${value instanceof Uint8Array ? value.length + ' bytes' : typeof value}`);
+    }
+    const m = this.maps[v.map];
+    const cur = m.lookup(0)!;
+    cur.set(value, v.offset);
+    m.update(0, cur);
+  }
+
+  #variable(name: string) {
+    const v = this.spec.variables[name];
+    if (!v) throw new CollectionError(`no variable "${name}" (the object has: ${Object.keys(this.spec.variables).join(', ') || 'none'})`);
+    return v;
+  }
+
+  /** Close every map and program this collection created. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const o of this.#owned.reverse()) o.close();
+    this.#owned = [];
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  describe(): { programs: { name: string; type: string }[]; maps: { name: string; type: string }[] } {
+    return {
+      programs: Object.values(this.programs).map((p) => ({ name: p.name, type: programTypeName(p.type) })),
+      maps: Object.values(this.maps).map((m) => ({ name: m.name, type: mapTypeName(m.type) })),
+    };
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+function hasGlobalSubprogs(spec: CollectionSpec, l: LinkedProgram): boolean {
+  return l.layout.slice(1).some((k) => spec.functions[k]?.global);
+}

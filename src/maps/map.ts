@@ -1,0 +1,351 @@
+// A BPF map in the kernel. Keys and values are bytes (Buffer/Uint8Array),
+// with sizes checked before anything reaches the kernel; 4- and 8-byte keys
+// may also be given as numbers or bigints (little-endian), which covers array
+// indices. Per-CPU maps take and return one value per possible CPU.
+
+import {
+  BPF_MAP_TYPE, FD, mapCreate, mapDelete, mapFreeze, mapLookup, mapNextKey, mapUpdate, objGetInfo, objPin, objGet,
+  getFdById, layoutSize, readU32, readU64, readBytesField, possibleCpus, BpfError, E,
+} from '../syscall/index.js';
+import { ClosedError, TsbpfError } from '../errors.js';
+
+export const MapType = BPF_MAP_TYPE;
+
+/** BPF_ANY / BPF_NOEXIST / BPF_EXIST / BPF_F_LOCK flags for update(). */
+export const UpdateFlags = { ANY: 0, NOEXIST: 1, EXIST: 2, LOCK: 4 } as const;
+
+const PERCPU_TYPES = new Set<number>([
+  BPF_MAP_TYPE.PERCPU_HASH,
+  BPF_MAP_TYPE.PERCPU_ARRAY,
+  BPF_MAP_TYPE.LRU_PERCPU_HASH,
+  BPF_MAP_TYPE.PERCPU_CGROUP_STORAGE,
+]);
+
+export function isPerCpu(type: number): boolean {
+  return PERCPU_TYPES.has(type);
+}
+
+const TYPE_NAMES = new Map<number, string>(Object.entries(BPF_MAP_TYPE).map(([k, v]) => [v as number, k]));
+export function mapTypeName(type: number): string {
+  return TYPE_NAMES.get(type) ?? `UNKNOWN(${type})`;
+}
+
+export type KeyLike = Uint8Array | number | bigint;
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
+  mapExtra: bigint;
+}
+
+export interface MapCreateOptions {
+  name?: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags?: number;
+  numaNode?: number;
+  mapExtra?: bigint;
+  innerMap?: BpfMap;
+  btfFd?: number;
+  btfKeyTypeId?: number;
+  btfValueTypeId?: number;
+}
+
+/** Info of any map fd. */
+export function readMapInfo(fd: number): MapInfo {
+  const L = 'bpf_map_info' as const;
+  const { info } = objGetInfo(fd, layoutSize(L));
+  const nameBytes = readBytesField(info, 0, L, 'name');
+  const z = nameBytes.indexOf(0);
+  return {
+    id: readU32(info, 0, L, 'id'),
+    type: readU32(info, 0, L, 'type'),
+    keySize: readU32(info, 0, L, 'key_size'),
+    valueSize: readU32(info, 0, L, 'value_size'),
+    maxEntries: readU32(info, 0, L, 'max_entries'),
+    flags: readU32(info, 0, L, 'map_flags'),
+    name: nameBytes.toString('utf8', 0, z < 0 ? nameBytes.length : z),
+    btfId: readU32(info, 0, L, 'btf_id'),
+    btfKeyTypeId: readU32(info, 0, L, 'btf_key_type_id'),
+    btfValueTypeId: readU32(info, 0, L, 'btf_value_type_id'),
+    mapExtra: readU64(info, 0, L, 'map_extra'),
+  };
+}
+
+export class BpfMap {
+  readonly name: string;
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  #fd: FD;
+  #possible: number;
+  #scratchKey: Buffer;
+
+  /** Take ownership of `fd`; the description is read from the kernel when not given. */
+  constructor(fd: FD, desc?: { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }) {
+    const d = desc ?? readMapInfo(fd.value);
+    this.#fd = fd;
+    this.name = d.name;
+    this.type = d.type;
+    this.keySize = d.keySize;
+    this.valueSize = d.valueSize;
+    this.maxEntries = d.maxEntries;
+    this.flags = d.flags;
+    this.#possible = isPerCpu(d.type) ? possibleCpus().length : 1;
+    this.#scratchKey = Buffer.alloc(Math.max(this.keySize, 8));
+  }
+
+  /** Create a map. Errors name the map and say what the kernel refused. */
+  static create(o: MapCreateOptions): BpfMap {
+    const fd = mapCreate(
+      {
+        mapType: o.type,
+        keySize: o.keySize,
+        valueSize: o.valueSize,
+        maxEntries: o.maxEntries,
+        flags: o.flags,
+        numaNode: o.numaNode,
+        mapExtra: o.mapExtra,
+        name: o.name,
+        innerMapFd: o.innerMap?.fd,
+        btfFd: o.btfFd,
+        btfKeyTypeId: o.btfKeyTypeId,
+        btfValueTypeId: o.btfValueTypeId,
+      },
+      `map "${o.name ?? ''}" (${mapTypeName(o.type)})`,
+    );
+    return new BpfMap(fd, {
+      name: o.name ?? '',
+      type: o.type,
+      keySize: o.keySize,
+      valueSize: o.valueSize,
+      maxEntries: o.maxEntries,
+      flags: o.flags ?? 0,
+    });
+  }
+
+  static fromId(id: number): BpfMap {
+    return new BpfMap(getFdById('MAP_GET_FD_BY_ID', id, `map id ${id}`));
+  }
+
+  static fromPin(path: string): BpfMap {
+    return new BpfMap(objGet(path, 0, `pinned map ${path}`));
+  }
+
+  /** The map's fd; throws ClosedError after close(). */
+  get fd(): number {
+    try {
+      return this.#fd.value;
+    } catch {
+      throw new ClosedError(`map "${this.name}" is closed`);
+    }
+  }
+
+  get closed(): boolean {
+    return this.#fd.closed;
+  }
+
+  get perCpu(): boolean {
+    return isPerCpu(this.type);
+  }
+
+  /** Bytes of one per-CPU slot (value size rounded up to 8). */
+  get perCpuStride(): number {
+    return (this.valueSize + 7) & ~7;
+  }
+
+  info(): MapInfo {
+    return readMapInfo(this.fd);
+  }
+
+  #ctx(): string {
+    return `map "${this.name}"`;
+  }
+
+  #key(key: KeyLike): Uint8Array {
+    if (key instanceof Uint8Array) {
+      if (key.length !== this.keySize) {
+        throw new TypeError(`${this.#ctx()}: key is ${key.length} bytes, the map's key size is ${this.keySize}`);
+      }
+      return key;
+    }
+    if (typeof key === 'number' || typeof key === 'bigint') {
+      const k = this.#scratchKey;
+      if (this.keySize === 4) {
+        if (typeof key === 'number' && (!Number.isInteger(key) || key < 0 || key > 0xffffffff)) {
+          throw new TypeError(`${this.#ctx()}: key ${key} is not a u32`);
+        }
+        k.writeUInt32LE(Number(BigInt.asUintN(32, BigInt(key))), 0);
+        return k.subarray(0, 4);
+      }
+      if (this.keySize === 8) {
+        k.writeBigUInt64LE(BigInt.asUintN(64, BigInt(key)), 0);
+        return k.subarray(0, 8);
+      }
+      throw new TypeError(`${this.#ctx()}: a numeric key needs a 4- or 8-byte key size (this map's is ${this.keySize}); pass a Buffer`);
+    }
+    throw new TypeError(`${this.#ctx()}: key must be a Buffer/Uint8Array${this.keySize === 4 || this.keySize === 8 ? ', number or bigint' : ''}, got ${describe(key)}`);
+  }
+
+  /** Total bytes of one lookup/update value (all CPUs for per-CPU maps). */
+  get #valueBytes(): number {
+    return isPerCpu(this.type) ? this.perCpuStride * this.#possible : this.valueSize;
+  }
+
+  #value(value: Uint8Array | Uint8Array[]): Uint8Array {
+    if (isPerCpu(this.type)) {
+      const stride = this.perCpuStride;
+      const out = Buffer.alloc(stride * this.#possible);
+      if (Array.isArray(value)) {
+        if (value.length !== this.#possible) {
+          throw new TypeError(`${this.#ctx()}: per-CPU value needs ${this.#possible} entries (one per possible CPU), got ${value.length}`);
+        }
+        value.forEach((v, i) => {
+          this.#checkValue(v);
+          out.set(v, i * stride);
+        });
+      } else {
+        this.#checkValue(value);
+        for (let i = 0; i < this.#possible; i++) out.set(value, i * stride);
+      }
+      return out;
+    }
+    if (Array.isArray(value)) throw new TypeError(`${this.#ctx()}: only per-CPU maps take an array of values`);
+    this.#checkValue(value);
+    return value;
+  }
+
+  #checkValue(v: unknown): asserts v is Uint8Array {
+    if (!(v instanceof Uint8Array)) throw new TypeError(`${this.#ctx()}: value must be a Buffer/Uint8Array, got ${describe(v)}`);
+    if (v.length !== this.valueSize) {
+      throw new TypeError(`${this.#ctx()}: value is ${v.length} bytes, the map's value size is ${this.valueSize}`);
+    }
+  }
+
+  /** Value of `key`, or undefined when absent. Per-CPU maps: use lookupPerCpu(). */
+  lookup(key: KeyLike, flags = 0): Buffer | undefined {
+    const k = this.#key(key);
+    if (isPerCpu(this.type)) {
+      throw new TsbpfError(`${this.#ctx()} is per-CPU: use lookupPerCpu() to get one value per CPU`);
+    }
+    const out = Buffer.alloc(this.valueSize);
+    return mapLookup(this.fd, k, out, 0, this.valueSize, flags, this.#ctx()) ? out : undefined;
+  }
+
+  /** One value per possible CPU, or undefined when absent. */
+  lookupPerCpu(key: KeyLike): Buffer[] | undefined {
+    const k = this.#key(key);
+    if (!isPerCpu(this.type)) {
+      const v = this.lookup(k);
+      return v ? [v] : undefined;
+    }
+    const total = this.#valueBytes;
+    const out = Buffer.alloc(total);
+    if (!mapLookup(this.fd, k, out, 0, total, 0, this.#ctx())) return undefined;
+    const stride = this.perCpuStride;
+    const res: Buffer[] = [];
+    for (let i = 0; i < this.#possible; i++) res.push(out.subarray(i * stride, i * stride + this.valueSize));
+    return res;
+  }
+
+  /** Look up and remove (hash maps, queues and stacks: pass `null` as key for queue/stack). */
+  lookupAndDelete(key: KeyLike | null): Buffer | undefined {
+    const k = key === null ? new Uint8Array(0) : this.#key(key);
+    const total = this.#valueBytes;
+    const out = Buffer.alloc(total);
+    return mapLookup(this.fd, k, out, 0, total, 0, this.#ctx(), true) ? out : undefined;
+  }
+
+  /** Insert or replace. `flags`: UpdateFlags.ANY (default), NOEXIST, EXIST, LOCK. */
+  update(key: KeyLike, value: Uint8Array | Uint8Array[], flags: number = UpdateFlags.ANY): void {
+    const k = this.#key(key);
+    const v = this.#value(value);
+    mapUpdate(this.fd, k, v, flags, this.#ctx());
+  }
+
+  /** Remove `key`; returns false when it was absent. */
+  delete(key: KeyLike): boolean {
+    return mapDelete(this.fd, this.#key(key), this.#ctx());
+  }
+
+  /** The key after `key` (first key when `key` is undefined), or undefined at the end. */
+  nextKey(key?: KeyLike): Buffer | undefined {
+    const out = Buffer.alloc(this.keySize);
+    const k = key === undefined ? null : this.#key(key);
+    return mapNextKey(this.fd, k, out, this.keySize, this.#ctx()) ? out : undefined;
+  }
+
+  /** Iterate keys. Entries added or removed while iterating may be missed or seen twice (kernel semantics). */
+  *keys(): Generator<Buffer> {
+    let k = this.nextKey();
+    let n = 0;
+    const limit = Math.max(this.maxEntries, 1) * 2 + 16;
+    while (k) {
+      yield k;
+      const next = this.nextKey(k);
+      // A hash bucket whose current key was deleted restarts from the first key:
+      // bound the walk so concurrent deletions can't make it endless.
+      if (++n > limit) return;
+      k = next;
+    }
+  }
+
+  /** Iterate `[key, value]` pairs (values are one Buffer per CPU for per-CPU maps). */
+  *entries(): Generator<[Buffer, Buffer | Buffer[]]> {
+    for (const k of this.keys()) {
+      const v = isPerCpu(this.type) ? this.lookupPerCpu(k) : this.lookup(k);
+      if (v !== undefined) yield [k, v];
+    }
+  }
+
+  [Symbol.iterator](): Generator<[Buffer, Buffer | Buffer[]]> {
+    return this.entries();
+  }
+
+  /** Make the map read-only for user space (BPF_MAP_FREEZE). */
+  freeze(): void {
+    mapFreeze(this.fd, this.#ctx());
+  }
+
+  pin(path: string): void {
+    objPin(this.fd, path, `${this.#ctx()}: pin to ${path}`);
+  }
+
+  /** A second handle on the same kernel map. */
+  clone(): BpfMap {
+    return new BpfMap(this.#fd.dup(), this);
+  }
+
+  close(): void {
+    this.#fd.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export { BpfMap as Map };
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}
+
+/** True for errors meaning "the kernel does not support this map type". */
+export function isUnsupportedMapError(e: unknown): boolean {
+  return e instanceof BpfError && e.cmd === 'MAP_CREATE' && (e.errnoCode === E.EINVAL || e.errnoCode === E.EOPNOTSUPP);
+}
