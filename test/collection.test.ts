@@ -1,0 +1,159 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import {
+  loadCollectionSpec, setVariable, getVariable, Collection, VerifierError, MapType, ProgramType, TsbpfError,
+  attachTracepoint, autoAttach, ownedFdCount,
+} from '../src/index.js';
+import { obj, fdCount, rssKiB } from './helpers/env.js';
+
+const u64 = (b: Buffer | undefined) => b!.readBigUInt64LE(0);
+const u32 = (b: Buffer | undefined) => b!.readUInt32LE(0);
+
+t.test('loader.o: maps, globals, bpf-to-bpf call and bpf_loop callback behave as asserted', (t) => {
+  const spec = loadCollectionSpec(obj('loader.o'));
+  t.same(Object.keys(spec.programs).sort(), ['run_all', 'xdp_count']);
+  setVariable(spec, 'multiplier', 3);
+  setVariable(spec, 'magic', 5n);
+  const coll = new Collection(spec);
+  t.teardown(() => coll.close());
+  const { counts, slots, percpu } = coll.maps;
+  t.equal(counts.type, MapType.HASH);
+  t.equal(slots.type, MapType.ARRAY);
+  t.equal(percpu.type, MapType.PERCPU_ARRAY);
+  t.equal(coll.programs.run_all.type, ProgramType.SYSCALL);
+
+  const r = coll.programs.run_all.run();
+  t.equal(r.retval, 0);
+  // add_mul(magic) = magic * multiplier + 1, with .rodata set from the test before load
+  t.equal(u64(coll.readVariable('result')), 16n, '.bss result = 5*3+1 (rodata set before load, bpf-to-bpf call)');
+  t.equal(u32(coll.readVariable('loop_sum')), 45, 'bpf_loop callback summed 0..9');
+  t.equal(u32(coll.readVariable('loop_iters')), 10);
+  t.equal(u64(counts.lookup(1)), 1n, 'hash map counts[1]');
+  t.equal(u64(slots.lookup(2)), 21n, 'array slots[2] = data_init (7) * multiplier (3)');
+  t.equal(u64(slots.lookup(3)), 42n, 'global subprogram global_helper(41)');
+  const pc = percpu.lookupPerCpu(0)!;
+  t.equal(pc.reduce((s, b) => s + b.readBigUInt64LE(0), 0n), 1n, 'per-CPU array: one increment across CPUs');
+
+  coll.programs.run_all.run();
+  t.equal(u64(counts.lookup(1)), 2n);
+  t.equal(u32(coll.readVariable('loop_sum')), 90);
+
+  // .data is writable at run time through the map
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(10);
+  coll.writeVariable('data_init', b);
+  coll.programs.run_all.run();
+  t.equal(u64(slots.lookup(2)), 30n, '.data written after load is seen by the program');
+  t.throws(() => coll.writeVariable('multiplier', b), TsbpfError, '.rodata is frozen');
+  t.throws(() => slots.update(0, Buffer.alloc(8)) as never, undefined);
+
+  const xdp = coll.programs.xdp_count.run({ data: Buffer.alloc(64) });
+  t.equal(xdp.retval, 2, 'XDP_PASS');
+  t.equal(u64(slots.lookup(0)), 64n);
+  t.end();
+});
+
+t.test('key/value sizes are refused before the syscall', (t) => {
+  const coll = new Collection(loadCollectionSpec(obj('loader.o')), { programs: [] });
+  t.teardown(() => coll.close());
+  const { counts, percpu } = coll.maps;
+  t.throws(() => counts.lookup(Buffer.alloc(3)), TypeError);
+  t.throws(() => counts.update(1, Buffer.alloc(4)), TypeError);
+  t.throws(() => counts.update(1, new DataView(new ArrayBuffer(8)) as unknown as Buffer), TypeError);
+  t.throws(() => counts.lookup('x' as unknown as number), TypeError);
+  t.throws(() => counts.lookup(-1), TypeError);
+  t.throws(() => percpu.update(0, [Buffer.alloc(8)].concat(Array(400).fill(Buffer.alloc(8)))), TypeError);
+  counts.update(7, Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]));
+  t.same([...counts.keys()].map((k) => k.readUInt32LE(0)), [7]);
+  t.end();
+});
+
+t.test('hello.o: a tracepoint program fires on a syscall the test makes', async (t) => {
+  const spec = loadCollectionSpec(obj('hello.o'));
+  setVariable(spec, 'target_tgid', process.pid);
+  const coll = new Collection(spec);
+  t.teardown(() => coll.close());
+  const links = Object.entries(coll.programs).map(([n, p]) => autoAttach(p, spec.programs[n]));
+  t.same(links.map((l) => l.kind).sort(), ['raw_tracepoint', 'tp_btf', 'tracepoint']);
+  const before = u64(coll.readVariable('total'));
+  // process.pid is cached by Node: make real getpid() calls through a child-free path.
+  const { rawSyscall, NR } = await import('../src/syscall/native.js');
+  for (let i = 0; i < 5; i++) rawSyscall(NR.getpid);
+  t.equal(u64(coll.readVariable('total')) - before, 5n, 'tp/syscalls/sys_enter_getpid fired 5 times');
+  t.equal(u64(coll.readVariable('raw_total')), 5n, 'raw_tp/sys_enter saw them');
+  t.equal(u64(coll.readVariable('btf_total')), 5n, 'tp_btf/sys_enter saw them');
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(process.pid);
+  t.equal(u64(coll.maps.calls.lookup(key)), 5n);
+  for (const l of links) l.close();
+  rawSyscall(NR.getpid);
+  t.equal(u64(coll.readVariable('total')) - before, 5n, 'detached: no more events');
+});
+
+t.test('tracepoint attach by name, and a missing tracepoint is a clear error', (t) => {
+  const spec = loadCollectionSpec(obj('hello.o'));
+  const coll = new Collection(spec, { programs: ['on_getpid'] });
+  t.teardown(() => coll.close());
+  const l = attachTracepoint(coll.programs.on_getpid, 'syscalls', 'sys_enter_getpid');
+  l.close();
+  l.close();
+  t.throws(() => attachTracepoint(coll.programs.on_getpid, 'syscalls', 'no_such_tp'), /tracepoint syscalls\/no_such_tp/);
+  t.end();
+});
+
+t.test('bad.o: VerifierError names the program, carries the log and the source line', (t) => {
+  const spec = loadCollectionSpec(obj('bad.o'));
+  const before = fdCount();
+  try {
+    new Collection(spec);
+    t.fail('bad.o must not load');
+  } catch (e) {
+    t.ok(e instanceof VerifierError, 'VerifierError');
+    const v = e as VerifierError;
+    t.equal(v.program, 'bad_access');
+    t.match(v.message, /program "bad_access": the verifier rejected it/);
+    t.match(v.log, /invalid mem access/);
+    t.match(v.message, /invalid mem access/, 'message ends with the relevant log lines');
+    const src = readFileSync(obj('bad.c').replace(/\.c$/, '.c'), 'utf8').split('\n');
+    const line = src.findIndex((l) => l.includes('VERIFIER_FAILS_HERE')) + 1;
+    t.equal(v.source?.line, line, `points at bad.c:${line}`);
+    t.match(v.message, new RegExp(`bad\\.c:${line}`));
+  }
+  t.equal(fdCount(), before, 'a failed load leaks no fd');
+  t.end();
+});
+
+t.test('legacy maps section and map-in-map / prog-array initial values', (t) => {
+  const legacy = new Collection(loadCollectionSpec(obj('legacy.o')));
+  t.equal(legacy.maps.legacy_hash.type, MapType.HASH);
+  t.equal(legacy.maps.legacy_hash.valueSize, 8);
+  legacy.close();
+  const mim = new Collection(loadCollectionSpec(obj('mapinmap.o')));
+  t.teardown(() => mim.close());
+  t.equal(mim.maps.outer.type, MapType.ARRAY_OF_MAPS);
+  t.ok(mim.maps.outer.lookup(0), 'outer[0] holds inner_a');
+  t.ok(mim.maps.jmp.lookup(1), 'jmp[1] holds tail_target');
+  t.equal(mim.programs.xdp_entry.run({ data: Buffer.alloc(64) }).retval, 1, 'tail call reached tail_target (XDP_DROP)');
+  t.end();
+});
+
+t.test('1,000 load/close cycles leave fd count and RSS where they started', (t) => {
+  const spec = loadCollectionSpec(obj('loader.o'));
+  const cycle = () => {
+    const c = new Collection(spec);
+    c.programs.run_all.run();
+    c.close();
+  };
+  for (let i = 0; i < 50; i++) cycle(); // warm up JIT, arena, caches
+  global.gc?.();
+  const fds = fdCount();
+  const owned = ownedFdCount();
+  const rss = rssKiB();
+  for (let i = 0; i < 1000; i++) cycle();
+  global.gc?.();
+  t.equal(fdCount(), fds, 'fd count unchanged');
+  t.equal(ownedFdCount(), owned, 'owned fd count unchanged');
+  const grew = rssKiB() - rss;
+  t.ok(grew < 32 * 1024, `RSS grew ${grew} KiB over 1,000 cycles (bound 32 MiB)`);
+  t.end();
+});
