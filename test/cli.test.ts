@@ -68,7 +68,7 @@ t.test('tsbpf load --attach runs until SIGINT, then detaches and closes every fd
       return '';
     }
   });
-  t.ok(held.some((l) => l.includes('bpf-link')), 'holds bpf links while attached');
+  t.ok(held.some((l) => l.includes('bpf_link')), 'holds bpf links while attached');
   const code = await new Promise<number | null>((resolve) => {
     child.removeAllListeners('exit');
     child.on('exit', (c) => resolve(c));

@@ -1,9 +1,10 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import {
-  loadCollectionSpec, setVariable, getVariable, Collection, VerifierError, MapType, ProgramType, TsbpfError,
+  loadCollectionSpec, setVariable, getVariable, Collection, VerifierError, MapType, ProgramType,
   attachTracepoint, autoAttach, ownedFdCount,
 } from '../src/index.js';
+import { rawSyscall, NR } from '../src/syscall/native.js';
 import { obj, fdCount, rssKiB } from './helpers/env.js';
 
 const u64 = (b: Buffer | undefined) => b!.readBigUInt64LE(0);
@@ -44,8 +45,7 @@ t.test('loader.o: maps, globals, bpf-to-bpf call and bpf_loop callback behave as
   coll.writeVariable('data_init', b);
   coll.programs.run_all.run();
   t.equal(u64(slots.lookup(2)), 30n, '.data written after load is seen by the program');
-  t.throws(() => coll.writeVariable('multiplier', b), TsbpfError, '.rodata is frozen');
-  t.throws(() => slots.update(0, Buffer.alloc(8)) as never, undefined);
+  t.throws(() => coll.writeVariable('multiplier', b), /frozen after load/, '.rodata is frozen');
 
   const xdp = coll.programs.xdp_count.run({ data: Buffer.alloc(64) });
   t.equal(xdp.retval, 2, 'XDP_PASS');
@@ -68,26 +68,28 @@ t.test('key/value sizes are refused before the syscall', (t) => {
   t.end();
 });
 
-t.test('hello.o: a tracepoint program fires on a syscall the test makes', async (t) => {
+t.test('hello.o: a tracepoint program fires on a syscall the test makes', (t) => {
   const spec = loadCollectionSpec(obj('hello.o'));
   setVariable(spec, 'target_tgid', process.pid);
   const coll = new Collection(spec);
   t.teardown(() => coll.close());
   const links = Object.entries(coll.programs).map(([n, p]) => autoAttach(p, spec.programs[n]));
   t.same(links.map((l) => l.kind).sort(), ['raw_tracepoint', 'tp_btf', 'tracepoint']);
-  const before = u64(coll.readVariable('total'));
-  // process.pid is cached by Node: make real getpid() calls through a child-free path.
-  const { rawSyscall, NR } = await import('../src/syscall/native.js');
-  for (let i = 0; i < 5; i++) rawSyscall(NR.getpid);
-  t.equal(u64(coll.readVariable('total')) - before, 5n, 'tp/syscalls/sys_enter_getpid fired 5 times');
-  t.equal(u64(coll.readVariable('raw_total')), 5n, 'raw_tp/sys_enter saw them');
-  t.equal(u64(coll.readVariable('btf_total')), 5n, 'tp_btf/sys_enter saw them');
   const key = Buffer.alloc(4);
   key.writeUInt32LE(process.pid);
-  t.equal(u64(coll.maps.calls.lookup(key)), 5n);
+  const read = () => [u64(coll.readVariable('total')), u64(coll.readVariable('raw_total')), u64(coll.readVariable('btf_total')), u64(coll.maps.calls.lookup(key) ?? Buffer.alloc(8))];
+  const before = read();
+  // process.pid is cached by Node: make real getpid() calls (only getpid counts; the reads above don't).
+  for (let i = 0; i < 5; i++) rawSyscall(NR.getpid);
+  const after = read();
+  t.equal(after[0] - before[0], 5n, 'tp/syscalls/sys_enter_getpid fired 5 times');
+  t.equal(after[1] - before[1], 5n, 'raw_tp/sys_enter saw them');
+  t.equal(after[2] - before[2], 5n, 'tp_btf/sys_enter saw them');
+  t.equal(after[3] - before[3], 5n, 'per-tgid hash map counted them');
   for (const l of links) l.close();
   rawSyscall(NR.getpid);
-  t.equal(u64(coll.readVariable('total')) - before, 5n, 'detached: no more events');
+  t.equal(u64(coll.readVariable('total')), after[0], 'detached: no more events');
+  t.end();
 });
 
 t.test('tracepoint attach by name, and a missing tracepoint is a clear error', (t) => {

@@ -119,7 +119,10 @@ async function load(argv: string[]): Promise<number> {
     }
     out(`\nAttached ${links.length} program(s). Hit Ctrl-C to detach and exit.`);
     await new Promise<void>((resolve) => {
+      // Signal handlers don't keep Node's event loop alive: a timer does.
+      const keepAlive = setInterval(() => {}, 1 << 30);
       const done = (sig: string) => {
+        clearInterval(keepAlive);
         out(`\n${sig}: detaching`);
         resolve();
       };
