@@ -11,6 +11,7 @@ import { BtfError, BtfNotFoundError, NotSupportedError } from '../src/errors.js'
 import {
   Btf,
   CORE_RELO_KIND,
+  KernelBtfUnavailableError,
   loadBtfFile,
   loadKernelBtf,
   loadKernelModuleBtf,
@@ -490,6 +491,19 @@ t.test('clang-compiled object', { skip: hasClang ? false : 'clang-19 is not inst
     t.throws(() => btf.sizeof(proto.id), BtfError, 'func_proto has no size');
   });
 
+  t.test('truncated .BTF is rejected at every length', async (t) => {
+    let wrong = 0;
+    for (let n = 0; n < raw.length; n++) {
+      try {
+        Btf.parse(raw.subarray(0, n));
+        wrong++;
+      } catch (e) {
+        if (!(e instanceof BtfError)) throw e;
+      }
+    }
+    t.equal(wrong, 0, `all ${raw.length} truncations throw BtfError`);
+  });
+
   t.test('marshal round-trips', async (t) => {
     const m = btf.marshal();
     t.same(diffTypes(btf, Btf.parse(m)), []);
@@ -751,13 +765,16 @@ t.test('malformed BTF is rejected with BtfError', async (t) => {
 });
 
 t.test('loadKernelBtf explains a missing BTF', async (t) => {
-  // The message is fixed; only check the class and text on a kernel without BTF.
+  const message = 'kernel has no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF)';
+  const err = new KernelBtfUnavailableError();
+  t.ok(err instanceof NotSupportedError, 'a NotSupportedError, so callers can skip');
+  t.equal(err.message, message);
+  t.ok(err.stack?.startsWith(`KernelBtfUnavailableError: ${message}`), 'stack shows the message');
   if (hasVmlinux) {
     t.ok(loadKernelBtf() instanceof Btf);
-    return;
+  } else {
+    t.throws(() => loadKernelBtf(), KernelBtfUnavailableError);
   }
-  t.throws(() => loadKernelBtf(), NotSupportedError);
-  t.throws(() => loadKernelBtf(), /kernel has no BTF at \/sys\/kernel\/btf\/vmlinux \(needs CONFIG_DEBUG_INFO_BTF\)/);
 });
 
 t.test('loadBtfFile', async (t) => {

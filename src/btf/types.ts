@@ -218,6 +218,12 @@ export type BtfType =
   | BtfTypeTag
   | BtfEnum64;
 
+/**
+ * A type without its id, as passed to `Btf.addType()` (which assigns the id). Distributes over the
+ * union, so an object literal is checked against the fields of its own kind.
+ */
+export type BtfTypeInit = Exclude<BtfType, BtfVoid> extends infer T ? (T extends BtfType ? Omit<T, 'id'> : never) : never;
+
 /** One `bpf_func_info` record of a program, with the instruction offset in instructions (not bytes). */
 export interface FuncInfo {
   insnOff: number;

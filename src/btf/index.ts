@@ -1,0 +1,12 @@
+// Public surface of the BTF layer.
+export * from './types.js';
+export { Btf, type BtfParseOptions } from './btf.js';
+export { parseBtfExt, marshalFuncInfos, marshalLineInfos } from './ext.js';
+export {
+  loadKernelBtf,
+  loadKernelModuleBtf,
+  loadBtfFile,
+  KernelBtfUnavailableError,
+  KERNEL_BTF_DIR,
+  VMLINUX_BTF_PATH,
+} from './kernel.js';
