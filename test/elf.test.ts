@@ -15,6 +15,8 @@ import {
   type FunctionSpec,
 } from '../src/elf/index.js';
 import { ElfError, TsbpfError } from '../src/errors.js';
+import { Btf } from '../src/btf/btf.js';
+import type { BtfMember, BtfStruct } from '../src/btf/types.js';
 import { BPF_ATTACH_TYPE as A, BPF_MAP_TYPE as M, BPF_PROG_TYPE as P } from '../src/syscall/kernel-defs.generated.js';
 
 const BPF_DIR = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..', 'bpf');
@@ -366,6 +368,114 @@ t.test('mapinmap.o', { skip: !has('mapinmap.o') }, async (t) => {
   t.equal(spec.maps['.bss'].kernelName, 'mapinmap.bss');
 });
 
+const FIXTURES = join(BPF_DIR, '..', 'test', 'fixtures');
+
+t.test('fixtures/elf-edge.o: calls, callbacks, externs, map properties', async (t) => {
+  const spec = loadCollectionSpec(join(FIXTURES, 'elf-edge.o'));
+  checkInvariants(t, spec, 'elf-edge.o');
+  t.equal(spec.license, 'Dual BSD/GPL');
+  t.equal(spec.kernelVersion, 0x060100);
+  t.equal(spec.programs.edge_xdp.kernelVersion, 0x060100);
+  t.same(Object.keys(spec.programs), ['edge_xdp', 'edge_xdp2', 'edge_tc']);
+
+  // a static function in a program section is a subprogram of that section
+  const local = spec.functions['xdp/xdp_local'];
+  t.match(local, { name: 'xdp_local', section: 'xdp', global: false });
+  t.notOk(spec.programs.xdp_local);
+  t.ok(local.sectionOffset > spec.programs.edge_xdp.sectionOffset && local.sectionOffset < spec.programs.edge_xdp2.sectionOffset);
+  // same-section calls have no ELF relocation: found from the instruction
+  t.same(spec.programs.edge_xdp2.relocations, [{ kind: 'call', insn: 1, target: 'xdp/xdp_local' }]);
+  const r = spec.programs.edge_xdp.relocations;
+  t.ok(r.some((x) => x.kind === 'call' && x.target === 'xdp/xdp_local'));
+  t.ok(r.some((x) => x.kind === 'call' && x.target === '.text/local_helper'), 'call against the .text section symbol');
+  t.ok(r.some((x) => x.kind === 'func' && x.target === '.text/cb_global'), 'callback address against a FUNC symbol');
+  t.ok(r.some((x) => x.kind === 'extern' && x.name === 'bpf_rcu_read_lock'), 'kfunc call');
+  t.ok(r.some((x) => x.kind === 'extern' && x.name === 'LINUX_KERNEL_VERSION'), '__kconfig');
+  t.ok(r.some((x) => x.kind === 'extern' && x.name === 'bpf_prog_active'), '__ksym');
+  t.ok(r.some((x) => x.kind === 'map' && x.map === 'events'));
+  t.ok(r.some((x) => x.kind === 'mapValue' && x.map === '.rodata.str1.1' && x.offset === 0), 'string literal section');
+  t.ok(r.some((x) => x.kind === 'mapValue' && x.map === '.rodata' && x.offset === 16), 'static format string (section symbol + imm)');
+  t.same(spec.programs.edge_tc.relocations, [{ kind: 'call', insn: 1, target: '.text/local_helper' }]);
+
+  t.match(spec.maps.hom, { type: M.HASH_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 8 });
+  t.match(spec.maps.hom.innerMap, { name: 'hom.inner', type: M.ARRAY, keySize: 4, valueSize: 8, maxEntries: 4 });
+  t.same(spec.maps.hom.contents, [{ key: Buffer.from([3, 0, 0, 0]), value: { map: 'inner_one' } }]);
+  t.match(spec.maps.pinned_hash_with_a_long_name, {
+    kernelName: 'pinned_hash_wit',
+    type: M.HASH,
+    keySize: 16,
+    valueSize: 32,
+    maxEntries: 64,
+    flags: 1, // BPF_F_NO_PREALLOC
+    numaNode: 0,
+    pinning: 'byName',
+  });
+  t.equal(spec.maps.pinned_hash_with_a_long_name.keyType, undefined, 'key_size alone gives no key type');
+  t.match(spec.maps.bloom, { type: M.BLOOM_FILTER, keySize: 0, valueSize: 4, maxEntries: 100, mapExtra: 3n });
+  t.match(spec.maps.events, { type: M.RINGBUF, keySize: 0, valueSize: 0, maxEntries: 4096 });
+  t.match(spec.maps['.rodata.str1.1'], { kernelName: '.rodata.str1.1', freeze: true, valueSize: 12 });
+  t.equal(spec.maps['.rodata'].kernelName, 'elf_edge.rodata', "'-' in the object name becomes '_'");
+
+  // visibility: __hidden globals and statics are not global
+  t.match(spec.variables.hidden_var, { map: '.data', global: false });
+  t.match(spec.variables.static_var, { map: '.data', offset: 4, global: false });
+  t.match(spec.variables.counter64, { map: '.bss', global: true });
+  const cb = spec.btf!.tryFindType('cb_global', 'func');
+  t.equal(cb?.kind === 'func' && cb.linkage, 'global');
+
+  t.test('setVariable encodes by BTF type', async (t) => {
+    const s = loadCollectionSpec(join(FIXTURES, 'elf-edge.o'));
+    setVariable(s, 'favourite', 'BLUE');
+    t.equal(getVariable(s, 'favourite').readInt32LE(0), -3, 'enum by name');
+    setVariable(s, 'favourite', 1);
+    t.equal(getVariable(s, 'favourite').readInt32LE(0), 1);
+    t.throws(() => setVariable(s, 'favourite', 'PURPLE'), RangeError);
+    setVariable(s, 'greeting', 'hello');
+    t.same(getVariable(s, 'greeting'), Buffer.from('hello\0\0\0'));
+    setVariable(s, 'greeting', '1234567');
+    t.same(getVariable(s, 'greeting'), Buffer.from('1234567\0'));
+    t.throws(() => setVariable(s, 'greeting', '12345678'), RangeError, 'no room for the NUL');
+    t.throws(() => setVariable(s, 'greeting', 5), TypeError);
+    setVariable(s, 'enabled', false);
+    t.same(getVariable(s, 'enabled'), Buffer.from([0]));
+    setVariable(s, 'enabled', true);
+    t.same(getVariable(s, 'enabled'), Buffer.from([1]));
+    t.throws(() => setVariable(s, 'enabled', 2), RangeError);
+    setVariable(s, 'offset16', -32768);
+    t.equal(getVariable(s, 'offset16').readInt16LE(0), -32768);
+    t.throws(() => setVariable(s, 'offset16', 32768), RangeError);
+    t.throws(() => setVariable(s, 'offset16', -32769), RangeError);
+    setVariable(s, 'counter64', -5n);
+    t.equal(getVariable(s, 'counter64').readBigInt64LE(0), -5n);
+    t.throws(() => setVariable(s, 'counter64', 1n << 63n), RangeError);
+    t.throws(() => setVariable(s, 'counter64', 2 ** 60), RangeError, 'unsafe integers need a bigint');
+    // neighbours untouched
+    t.equal(getVariable(s, 'enabled')[0], 1);
+    t.same((s.maps['.rodata'].contents[0].value as Buffer).subarray(16), Buffer.from('fav %d\0'));
+  });
+});
+
+t.test('fixtures/elf-nobtf.o: no BTF', async (t) => {
+  const spec = loadCollectionSpec(join(FIXTURES, 'elf-nobtf.o'));
+  checkInvariants(t, spec, 'elf-nobtf.o');
+  t.equal(spec.btf, undefined);
+  t.same(Object.keys(spec.programs), ['edge_xdp', 'edge_xdp2', 'edge_tc']);
+  for (const p of Object.values(spec.functions)) t.same(p.funcInfos, []);
+  t.equal(spec.maps['.rodata'].valueType, undefined);
+  t.equal(spec.maps['.rodata'].kernelName, 'elf_nobt.rodata');
+  t.match(spec.variables.favourite, { map: '.rodata', offset: 0, size: 4, type: 0, readonly: true, global: true });
+  t.match(spec.variables.greeting, { offset: 4, size: 8 });
+  t.match(spec.variables.hidden_var, { global: false });
+  t.match(spec.variables.static_var, { offset: 4, global: false });
+  setVariable(spec, 'favourite', -1);
+  t.equal(getVariable(spec, 'favourite').readUInt32LE(0), 0xffffffff);
+  setVariable(spec, 'favourite', 0xfffffffe);
+  t.equal(getVariable(spec, 'favourite').readInt32LE(0), -2);
+  t.throws(() => setVariable(spec, 'favourite', 2 ** 32), RangeError);
+  setVariable(spec, 'greeting', 'abc');
+  t.same(getVariable(spec, 'greeting'), Buffer.from('abc\0\0\0\0\0'));
+});
+
 t.test('determinism and ownership', async (t) => {
   for (const f of objects) {
     const bytes = readFileSync(obj(f));
@@ -404,6 +514,10 @@ t.test('objectName and global data kernel names', async (t) => {
     t.equal(spec.maps['.rodata'].kernelName, 'obj.rodata');
     const named = loadCollectionSpec(readFileSync(obj('loader.o')), { name: 'averyveryverylongname' });
     t.equal(named.maps['.rodata'].kernelName, 'averyver.rodata');
+    const bytes = readFileSync(obj('loader.o'));
+    const u8 = new Uint8Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    t.same(loadCollectionSpec(u8), spec, 'a plain Uint8Array works too');
+    t.throws(() => loadCollectionSpec(42 as unknown as Buffer), TypeError);
   }
 });
 
@@ -552,6 +666,10 @@ t.test('malformed headers give clear ElfErrors', { skip: !has('loader.o') }, asy
   expectElfError(t, edit((b) => b.writeBigUInt64LE(1n << 40n, relSys.offset)), /not at an instruction/, 'r_offset');
   expectElfError(t, edit((b) => b.writeBigUInt64LE(3n, relSys.offset)), /not at an instruction/, 'unaligned r_offset');
 
+  // .maps without BTF to describe it
+  const btfSec = shdrs.find((s) => s.name === '.BTF')!;
+  expectElfError(t, edit((b) => b.writeUInt32LE(0x12345, btfSec.hdr + 4)), /needs BTF/, '.maps without .BTF');
+
   // a relocation moved onto an instruction that is neither call nor ld_imm64
   expectElfError(t, edit((b) => b.writeBigUInt64LE(8n, relSys.offset)), /neither a call nor ld_imm64/, 'relocated ALU insn');
 
@@ -585,6 +703,106 @@ t.test('malformed headers give clear ElfErrors', { skip: !has('loader.o') }, asy
   );
 });
 
+/**
+ * Rewrites an object's BTF: parse .BTF, let `mutate` change it, append the
+ * marshalled result to the file and point the .BTF section at it. .BTF.ext is
+ * disabled (its string offsets refer to the old string table).
+ */
+function withBtf(good: Buffer, mutate: (btf: Btf) => void): Buffer {
+  const shdrs = sectionHeaders(good);
+  const sh = shdrs.find((s) => s.name === '.BTF')!;
+  const ext = shdrs.find((s) => s.name === '.BTF.ext');
+  const btf = Btf.parse(good.subarray(sh.offset, sh.offset + sh.size));
+  mutate(btf);
+  const raw = btf.marshal();
+  const pad = (8 - (good.length % 8)) % 8;
+  const out = Buffer.concat([good, Buffer.alloc(pad), raw]);
+  out.writeBigUInt64LE(BigInt(good.length + pad), sh.hdr + 24);
+  out.writeBigUInt64LE(BigInt(raw.length), sh.hdr + 32);
+  if (ext) out.writeUInt32LE(0x7fff0000, ext.hdr + 4);
+  return out;
+}
+
+/** The struct describing BTF map `name`. */
+function mapStruct(btf: Btf, name: string): BtfStruct {
+  const v = btf.tryFindType(name, 'var');
+  if (!v || v.kind !== 'var') throw new Error(`no var ${name}`);
+  const st = btf.resolve(v.type);
+  if (st.kind !== 'struct') throw new Error(`${name} is not a struct`);
+  return st;
+}
+
+function editMembers(btf: Btf, map: string, fn: (members: BtfMember[]) => BtfMember[]): void {
+  const st = mapStruct(btf, map);
+  btf.setType({ ...st, members: fn(st.members.map((m) => ({ ...m }))) });
+}
+
+/** Sets the N of an `__uint(member, N)` (the length of the pointed-to array). */
+function setUint(btf: Btf, map: string, member: string, n: number): void {
+  const m = mapStruct(btf, map).members.find((x) => x.name === member)!;
+  const ptr = btf.type(m.type);
+  if (ptr.kind !== 'ptr') throw new Error('not a ptr');
+  const arr = btf.type(ptr.type);
+  if (arr.kind !== 'array') throw new Error('not an array');
+  // arrays are shared between members with the same N: give this member its own
+  const arrId = btf.addType({ kind: 'array', name: '', type: arr.type, indexType: arr.indexType, nelems: n });
+  const ptrId = btf.addType({ kind: 'ptr', name: '', type: arrId });
+  editMembers(btf, map, (ms) => ms.map((x) => (x.name === member ? { ...x, type: ptrId } : x)));
+}
+
+t.test('BTF map definitions are checked', { skip: !has('loader.o') }, async (t) => {
+  const loader = readFileSync(obj('loader.o'));
+  const edge = readFileSync(join(FIXTURES, 'elf-edge.o'));
+
+  // sanity: the rewrite itself keeps the object valid
+  const same = loadCollectionSpec(withBtf(loader, () => {}));
+  t.match(same.maps.counts, { type: M.HASH, keySize: 4, valueSize: 8, maxEntries: 1024 });
+  const bigger = loadCollectionSpec(withBtf(loader, (b) => setUint(b, 'counts', 'max_entries', 77)));
+  t.equal(bigger.maps.counts.maxEntries, 77);
+  t.equal(bigger.maps.slots.maxEntries, 8, 'other maps unchanged');
+
+  const cases: [Buffer, (b: Btf) => void, RegExp, string][] = [
+    [loader, (b) => editMembers(b, 'counts', (ms) => ms.map((m) => (m.name === 'max_entries' ? { ...m, name: 'bogus' } : m))), /map counts: unknown member 'bogus'/, 'unknown member'],
+    [loader, (b) => editMembers(b, 'slots', (ms) => ms.filter((m) => m.name !== 'type')), /map slots: map type is not specified/, 'no type'],
+    [loader, (b) => editMembers(b, 'counts', (ms) => ms.map((m) => (m.name === 'max_entries' ? { ...m, name: 'key_size' } : m))), /map counts: conflicting key size 4 != 1024/, 'key_size vs key type'],
+    [loader, (b) => editMembers(b, 'counts', (ms) => ms.map((m) => (m.name === 'key' ? { ...m, name: 'type' } : m))), /map counts: member type should point to an array/, '__type where __uint belongs'],
+    [loader, (b) => editMembers(b, 'counts', (ms) => ms.map((m) => (m.name === 'key' ? { ...m, name: 'value' } : m))), /map counts: conflicting value size 4 != 8/, 'two value types'],
+    [loader, (b) => editMembers(b, 'counts', (ms) => [...ms, { ...ms[0], name: 'values' }]), /map counts: member 'values' should be a zero-length array|needs type ARRAY_OF_MAPS/, 'values on a hash'],
+    [edge, (b) => setUint(b, 'pinned_hash_with_a_long_name', 'pinning', 2), /map pinned_hash_with_a_long_name: invalid pinning value 2/, 'pinning 2'],
+    [edge, (b) => editMembers(b, 'hom', (ms) => [ms[ms.length - 1], ...ms.slice(0, -1)]), /map hom: member 'values' must be the last one/, 'values not last'],
+    [edge, (b) => {
+      const inner = b.tryFindType('inner', 'struct') as BtfStruct;
+      b.setType({ ...inner, members: [...inner.members, { ...inner.members[0], name: 'pinning' }] });
+    }, /inner map template cannot be pinned|map inner_one: invalid pinning/, 'pinned inner template'],
+    [edge, (b) => setUint(b, 'bloom', 'map_extra', 5), /^$/, 'map_extra changed'],
+  ];
+  for (const [base, mutate, pattern, label] of cases) {
+    const buf = withBtf(base, mutate);
+    if (pattern.source === '^$') {
+      // valid changes: must still parse
+      t.doesNotThrow(() => loadCollectionSpec(buf), label);
+      continue;
+    }
+    expectElfError(t, buf, pattern, label);
+  }
+  t.equal(loadCollectionSpec(withBtf(edge, (b) => setUint(b, 'bloom', 'map_extra', 5))).maps.bloom.mapExtra, 5n);
+
+  // a .maps variable that is not a struct
+  expectElfError(
+    t,
+    withBtf(loader, (b) => {
+      const v = b.tryFindType('counts', 'var')!;
+      if (v.kind === 'var') b.setType({ ...v, type: mapStruct(b, 'counts').members[0].type });
+    }),
+    /map counts: definition is a ptr, expected a struct/,
+    'map definition not a struct',
+  );
+  // hidden-visibility global subprograms become static in BTF, like libbpf does
+  const spec = loadCollectionSpec(loader);
+  const gh = spec.btf!.tryFindType('global_helper', 'func');
+  t.equal(gh?.kind === 'func' && gh.linkage, 'global', 'global_helper stays global');
+});
+
 t.test('malformed input never escapes as anything but ElfError/BtfError', async (t) => {
   const rand = prng(0x5eed);
   const stats = { ok: 0, rejected: 0, wrappedForeign: 0, cases: 0, slowest: 0 };
@@ -614,8 +832,10 @@ t.test('malformed input never escapes as anything but ElfError/BtfError', async 
     if (ms > 2000) t.fail(`${label}: took ${ms.toFixed(0)} ms`);
   };
 
-  for (const f of objects) {
-    const good = readFileSync(obj(f));
+  const fuzzInputs = [...objects.map(obj), join(FIXTURES, 'elf-edge.o'), join(FIXTURES, 'elf-nobtf.o')];
+  for (const path of fuzzInputs) {
+    const f = path.split('/').pop()!;
+    const good = readFileSync(path);
     // truncation: every length of the first 256 bytes, then a spread, then near the end
     for (let n = 0; n < Math.min(256, good.length); n++) attempt(good.subarray(0, n), `${f} truncated to ${n}`);
     for (let n = 256; n < good.length; n += Math.max(1, Math.floor(good.length / 150))) {
