@@ -47,6 +47,16 @@ t.test('loader.o: maps, globals, bpf-to-bpf call and bpf_loop callback behave as
   t.equal(u64(slots.lookup(2)), 30n, '.data written after load is seen by the program');
   t.throws(() => coll.writeVariable('multiplier', b), /frozen after load/, '.rodata is frozen');
 
+  const info = coll.programs.run_all.info();
+  t.ok(info.id > 0, 'program id');
+  t.match(info.tag, /^[0-9a-f]{16}$/, 'program tag');
+  t.ok(info.xlatedInsns > 10, `${info.xlatedInsns} translated instructions`);
+  t.equal(info.name, 'run_all');
+  const mapIds = Object.values(coll.maps).map((m) => m.info().id);
+  t.ok(info.mapIds.every((id) => mapIds.includes(id)) && info.mapIds.length >= 4, 'program info lists the maps it uses');
+  t.equal(coll.maps.counts.info().name, 'counts');
+  t.equal(coll.maps['.rodata'].info().name, 'loader.rodata', 'global data maps get libbpf-style kernel names');
+
   const xdp = coll.programs.xdp_count.run({ data: Buffer.alloc(64) });
   t.equal(xdp.retval, 2, 'XDP_PASS');
   t.equal(u64(slots.lookup(0)), 64n);

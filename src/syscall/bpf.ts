@@ -276,6 +276,7 @@ export function progLoad(a: ProgLoadAttr, logLevel: number, logSize: number): Pr
   for (let i = 0; r === -E.EAGAIN && i < 5; i++) r = c.tryRun('PROG_LOAD');
   const logText = log ? cString(c.read(log, logSize)) : '';
   const logTrueSize = c.get('log_true_size');
+  arena.trim();
   if (r >= 0) return { fd: new FD(r), errno: 0, log: logText, logTrueSize };
   return { errno: -r, log: logText, logTrueSize };
 }

@@ -145,6 +145,19 @@ export class Arena {
     this.#used = 0;
   }
 
+  /**
+   * Give back a block grown for one large call (a multi-MiB verifier log or
+   * program): regions are zero-filled when carved, so a big block would keep
+   * its pages resident for the life of the process.
+   */
+  trim(keep = 1 << 20): void {
+    if (this.#view.length <= keep || this.#addr === 0n) return;
+    nativeFree(this.#addr);
+    this.#addr = 0n;
+    this.#view = Buffer.alloc(0);
+    this.#used = 0;
+  }
+
   /** Make sure `total` bytes fit; must be called before any alloc() of this round (growing moves the block). */
   reserve(total: number): void {
     if (total <= this.#view.length) return;
