@@ -52,6 +52,8 @@ t.test('loader.o: maps, globals, bpf-to-bpf call and bpf_loop callback behave as
   t.match(info.tag, /^[0-9a-f]{16}$/, 'program tag');
   t.ok(info.xlatedInsns > 10, `${info.xlatedInsns} translated instructions`);
   t.equal(info.name, 'run_all');
+  const x = coll.programs.run_all.xlated();
+  t.equal(x.length, info.xlatedInsns * 8, 'xlated() returns the translated instructions');
   const mapIds = Object.values(coll.maps).map((m) => m.info().id);
   t.ok(info.mapIds.every((id) => mapIds.includes(id)) && info.mapIds.length >= 4, 'program info lists the maps it uses');
   t.equal(coll.maps.counts.info().name, 'counts');

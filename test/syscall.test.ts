@@ -1,9 +1,9 @@
 import t from 'tap';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeSync } from 'node:fs';
 import {
   mapCreate, mapUpdate, mapLookup, mapDelete, mapNextKey, BpfError, BPF_MAP_TYPE, FD, ownedFdCount,
   perfEventOpen, PERF_TYPE, PERF_COUNT_SW, mmap, PROT_READ, ensureTracefs, possibleCpus, parseCpuList, eventfd,
-  epollCreate, SyscallError,
+  epollCreate, epollCtl, epollWait, EPOLLIN, SyscallError,
 } from '../src/syscall/index.js';
 import { ClosedError } from '../src/errors.js';
 
@@ -90,6 +90,12 @@ t.test('misc', (t) => {
   const e = eventfd();
   const ep = epollCreate();
   t.ok(e.value > 0 && ep.value > 0);
+  epollCtl(ep.value, 1 /* ADD */, e.value, EPOLLIN, 0x1234_5678_9abcn);
+  t.same(epollWait(ep.value, 4, 0), [], 'nothing ready');
+  const one = Buffer.alloc(8);
+  one.writeBigUInt64LE(1n);
+  writeSync(e.value, one);
+  t.same(epollWait(ep.value, 4, 0), [0x1234_5678_9abcn], 'eventfd ready, user data round-trips');
   e.close();
   ep.close();
   t.end();

@@ -207,6 +207,14 @@ export class Program {
     return readProgramInfo(this.fd);
   }
 
+  /**
+   * The instructions as the kernel holds them after verification and rewrites
+   * (BPF_OBJ_GET_INFO_BY_FD xlated_prog_insns): map fds appear as map ids.
+   */
+  xlated(): Buffer {
+    return readXlated(this.fd);
+  }
+
   /** Run once (or `repeat` times) with BPF_PROG_TEST_RUN. */
   run(o: RunOptions = {}): TestRunResult {
     if (o.data !== undefined && !(o.data instanceof Uint8Array)) throw new TypeError(`program "${this.name}": run data must be a Buffer/Uint8Array`);
@@ -252,6 +260,18 @@ export class Program {
 /** Kernel program names: at most 15 chars of [A-Za-z0-9_.]. */
 export function kernelProgName(name: string): string {
   return name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15);
+}
+
+/** Translated instructions of any program fd. */
+export function readXlated(fd: number): Buffer {
+  const L = 'bpf_prog_info' as const;
+  const size = layoutSize(L);
+  const len = readU32(objGetInfo(fd, size).info, 0, L, 'xlated_prog_len');
+  if (len === 0) return Buffer.alloc(0);
+  const r = objGetInfo(fd, size, len + 8, (inf, out) => {
+    writeFields(inf.view, inf.off, L, { xlated_prog_len: len, xlated_prog_insns: out(len) });
+  });
+  return r.outs[0];
 }
 
 export function readProgramInfo(fd: number): ProgramInfo {

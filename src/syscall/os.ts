@@ -3,7 +3,7 @@
 
 import { readFileSync, existsSync } from 'node:fs';
 import { arena, NR, rawSyscall, rawSyscall3, viewAt } from './native.js';
-import { layoutSize, writeFields, type FieldName } from './layout.js';
+import { layoutSize, writeFields, readU64, type FieldName } from './layout.js';
 import { SyscallError, E } from './errors.js';
 import { FD } from './fd.js';
 
@@ -99,6 +99,25 @@ export function epollCtl(epfd: number, op: number, fd: number, events: number, d
   writeFields(arena.view, ev.off, 'epoll_event', { events, data });
   const r = rawSyscall(NR.epoll_ctl, BigInt(epfd), BigInt(op), BigInt(fd), ev.addr);
   if (r < 0) throw new SyscallError('epoll_ctl', undefined, -r);
+}
+
+/**
+ * epoll_wait (epoll_pwait on arm64) without blocking: `timeoutMs` 0 polls. Returns the 64-bit user
+ * values of ready fds. A blocking wait belongs in a worker thread, never on the main thread.
+ */
+export function epollWait(epfd: number, maxEvents: number, timeoutMs = 0): bigint[] {
+  const size = layoutSize('epoll_event');
+  arena.reserve(size * maxEvents + 64);
+  arena.reset();
+  const evs = arena.alloc(size * maxEvents);
+  const r = NR.epoll_wait >= 0
+    ? rawSyscall(NR.epoll_wait, BigInt(epfd), evs.addr, BigInt(maxEvents), BigInt(timeoutMs))
+    : rawSyscall(22 /* epoll_pwait on arm64 */, BigInt(epfd), evs.addr, BigInt(maxEvents), BigInt(timeoutMs), 0n, 8n);
+  if (r < 0) throw new SyscallError('epoll_wait', undefined, -r);
+  const out: bigint[] = [];
+  // struct epoll_event is packed on x86_64 (12 bytes) and not on arm64: the layout knows.
+  for (let i = 0; i < r; i++) out.push(readU64(arena.view, evs.off + i * size, 'epoll_event', 'data'));
+  return out;
 }
 
 export function eventfd(initval = 0): FD {
