@@ -28,14 +28,17 @@ export class VerifierError extends TsbpfError {
   /** true when the log did not fit even the largest buffer tried. */
   readonly truncated: boolean;
 
-  constructor(program: string, errnoCode: number, log: string, truncated: boolean, lineInfos: LineInfo[]) {
+  /** What tsbpf knows about the cause beyond the log (e.g. the CO-RE relocation that failed). */
+  readonly note?: string;
+
+  constructor(program: string, errnoCode: number, log: string, truncated: boolean, lineInfos: LineInfo[], note?: string) {
     const lines = log.trimEnd().split('\n');
     const insn = failingInsn(lines);
     const src = insn === undefined ? undefined : lineFor(lineInfos, insn);
     const tail = lines.slice(-12).map((l) => '  ' + l).join('\n');
     const where = src ? `\n  at ${src.file}:${src.line}:${src.column}: ${src.text.trim()}` : '';
     super(
-      `program "${program}": the verifier rejected it (${errnoName(errnoCode)})${where}\n` +
+      `program "${program}": the verifier rejected it (${errnoName(errnoCode)})${note ? `: ${note}` : ''}${where}\n` +
         (log ? `verifier log (last lines; full log on .log):\n${tail}` : '(the kernel gave no verifier log)') +
         (truncated ? '\n  (log truncated)' : ''),
     );
@@ -46,6 +49,12 @@ export class VerifierError extends TsbpfError {
     this.insn = insn;
     this.source = src;
     this.truncated = truncated;
+    this.note = note;
+  }
+
+  /** The same error with an explanation added to its first line. */
+  withNote(note: string, lineInfos: LineInfo[]): VerifierError {
+    return new VerifierError(this.program, this.errnoCode, this.log, this.truncated, lineInfos, note);
   }
 }
 
