@@ -3,13 +3,15 @@
 // that lets a failure release everything created before it.
 
 import { BPF_MAP_TYPE, BPF_PROG_TYPE, BPF_ATTACH_TYPE, btfLoad, possibleCpus, errnoName, FD } from '../syscall/index.js';
-import { TsbpfError, NotSupportedError } from '../errors.js';
-import type { Btf } from '../btf/btf.js';
+import { TsbpfError } from '../errors.js';
+import { Btf } from '../btf/btf.js';
 import { marshalFuncInfos, marshalLineInfos } from '../btf/ext.js';
-import { loadKernelBtf } from '../btf/kernel.js';
+import { loadKernelBtf, loadBtfFile } from '../btf/kernel.js';
+import { applyCoreRelocations, CORE_POISON_IMM, type CoreResult } from '../btf/core.js';
+import { Externs } from './externs.js';
 import type { CollectionSpec, MapSpec, ProgramSpec } from '../elf/spec.js';
 import { BpfMap, mapTypeName } from '../maps/map.js';
-import { Program, programTypeName } from '../programs/program.js';
+import { Program, programTypeName, VerifierError } from '../programs/program.js';
 import {
   linkProgram, setImm, setSrcReg, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, OP_LD_IMM64, INSN_SIZE, type LinkedProgram,
 } from './linker.js';
@@ -21,8 +23,16 @@ export interface CollectionOptions {
   logLevel?: number;
   /** Use these existing maps instead of creating the ones with the same name. Not closed by the collection. */
   mapReplacements?: Record<string, BpfMap>;
-  /** Kernel BTF used to resolve attach targets (tp_btf, fentry, lsm, iter). Default: /sys/kernel/btf/vmlinux. */
-  kernelBtf?: Btf;
+  /**
+   * Kernel BTF for CO-RE relocation, attach targets (tp_btf, fentry, lsm, iter) and ksyms: a parsed Btf or
+   * the path of a raw BTF file or an ELF with .BTF (BTFHub-style, for kernels without /sys/kernel/btf).
+   * Default: /sys/kernel/btf/vmlinux, parsed once per process.
+   */
+  kernelBtf?: Btf | string;
+  /** Values for `.kconfig` externs that override the kernel config (`CONFIG_*`, `LINUX_KERNEL_VERSION`, ...). */
+  kconfig?: Record<string, string | number | bigint | boolean>;
+  /** Kernel config file to read `.kconfig` externs from (default /proc/config.gz, then /boot/config-$(uname -r)). */
+  kconfigFile?: string;
 }
 
 export class CollectionError extends TsbpfError {}
@@ -67,21 +77,43 @@ export class Collection {
   constructor(spec: CollectionSpec, options: CollectionOptions = {}) {
     this.spec = spec;
     let btfFd: FD | undefined;
+    let externs: Externs | undefined;
     try {
+      let kernelBtfCache: Btf | undefined;
+      const kernelBtf = (): Btf => {
+        if (!kernelBtfCache) {
+          const k = options.kernelBtf;
+          kernelBtfCache = k === undefined ? loadKernelBtf() : typeof k === 'string' ? loadBtfFile(k) : k;
+        }
+        return kernelBtfCache;
+      };
       const wanted = this.#selectPrograms(options.programs);
-      // 1. Link every program (pure), so line-info strings are known before BTF is marshalled.
+      // Loading never changes the spec: work on a copy of the object's BTF (externs sanitize it,
+      // line info may add strings).
+      const objBtf = spec.btf ? Btf.parse(spec.btf.marshal()) : undefined;
+      externs = Externs.prepare(spec, { kernelBtf, kconfig: options.kconfig, kconfigFile: options.kconfigFile });
+      if (objBtf) externs.sanitizeBtf(objBtf);
+      // 1. Link every program (pure) and apply CO-RE, so line-info strings are known before BTF is marshalled.
       const linked = new Map<string, LinkedProgram>();
-      for (const p of wanted) linked.set(p.name, linkProgram(spec, p));
+      const coreResults = new Map<string, CoreResult[]>();
+      for (const p of wanted) {
+        const l = linkProgram(spec, p);
+        linked.set(p.name, l);
+        if (l.coreRelos.length) {
+          if (!objBtf) throw new CollectionError(`program "${p.name}" has CO-RE relocations but the object has no BTF`);
+          coreResults.set(p.name, applyCoreRelocations(l.insns, l.coreRelos, objBtf, [kernelBtf()], { programName: p.name }));
+        }
+      }
       const lineInfoBufs = new Map<string, Buffer>();
-      if (spec.btf) {
+      if (objBtf) {
         for (const [name, l] of linked) {
-          if (l.lineInfos.length) lineInfoBufs.set(name, marshalLineInfos(l.lineInfos, spec.btf));
+          if (l.lineInfos.length) lineInfoBufs.set(name, marshalLineInfos(l.lineInfos, objBtf));
         }
       }
       // 2. BTF.
       let btfError: string | undefined;
-      if (spec.btf) {
-        const raw = spec.btf.marshal();
+      if (objBtf) {
+        const raw = objBtf.marshal();
         const r = btfLoad(raw);
         if ('fd' in r) btfFd = r.fd;
         else {
@@ -89,8 +121,10 @@ export class Collection {
           btfError = `BTF_LOAD failed with ${errnoName(r.errno)}${'log' in withLog && withLog.log ? `: ${withLog.log.trim().split('\n').slice(-3).join(' | ')}` : ''}`;
         }
       }
-      // 3. Maps.
-      for (const ms of Object.values(spec.maps)) {
+      // 3. Maps (plus the .kconfig map when the object has kconfig externs).
+      const mapSpecs = Object.values(spec.maps);
+      if (externs.kconfigMap) mapSpecs.push(externs.kconfigMap);
+      for (const ms of mapSpecs) {
         const repl = options.mapReplacements?.[ms.name];
         if (repl) {
           this.maps[ms.name] = repl;
@@ -100,20 +134,19 @@ export class Collection {
         this.maps[ms.name] = m;
         this.#owned.push(m);
       }
-      for (const ms of Object.values(spec.maps)) {
+      for (const ms of mapSpecs) {
         if (options.mapReplacements?.[ms.name]) continue;
         this.#fillMap(ms, false);
       }
       // 4. Programs.
-      let kernelBtf = options.kernelBtf;
+      const fdArray = externs.fdArray();
       for (const p of wanted) {
         const l = linked.get(p.name)!;
-        this.#resolveRelocs(p, l);
+        this.#resolveRelocs(p, l, externs);
         let attachBtfId: number | undefined;
         const t = btfAttachTarget(p);
         if (t) {
-          kernelBtf ??= loadKernelBtf();
-          const ty = kernelBtf.tryFindType(t.name, t.kind);
+          const ty = kernelBtf().tryFindType(t.name, t.kind);
           if (!ty) {
             throw new CollectionError(`program "${p.name}": attach target "${p.attachTo}" not found in kernel BTF (looked for ${t.kind} ${t.name})`);
           }
@@ -123,7 +156,9 @@ export class Collection {
         if (btfError && hasGlobalSubprogs(spec, l)) {
           throw new CollectionError(`program "${p.name}" has global subprograms, which need BTF, but the kernel refused the object's BTF (${btfError})`);
         }
-        const prog = Program.load({
+        let prog: Program;
+        try {
+          prog = Program.load({
           name: p.name,
           type: p.type,
           insns: l.insns,
@@ -136,13 +171,17 @@ export class Collection {
           lineInfo: useBtf ? lineInfoBufs.get(p.name) : undefined,
           lineInfos: l.lineInfos,
           attachBtfId,
+          fdArray,
           logLevel: options.logLevel,
-        });
+          });
+        } catch (e) {
+          throw explainCoreFailure(e, coreResults.get(p.name), l);
+        }
         this.programs[p.name] = prog;
         this.#owned.push(prog);
       }
       // 5. Contents that refer to programs (prog arrays).
-      for (const ms of Object.values(spec.maps)) {
+      for (const ms of mapSpecs) {
         if (options.mapReplacements?.[ms.name]) continue;
         this.#fillMap(ms, true);
       }
@@ -151,6 +190,7 @@ export class Collection {
       throw e;
     } finally {
       btfFd?.close();
+      externs?.close();
     }
   }
 
@@ -232,7 +272,7 @@ export class Collection {
     if (!programsPhase && ms.freeze) m.freeze();
   }
 
-  #resolveRelocs(p: ProgramSpec, l: LinkedProgram): void {
+  #resolveRelocs(p: ProgramSpec, l: LinkedProgram, externs: Externs): void {
     const insns = l.insns;
     for (const r of l.relocs) {
       const op = insns[r.insn * INSN_SIZE];
@@ -252,19 +292,12 @@ export class Collection {
           setImm(insns, r.insn + 1, r.offset);
         }
       } else if (r.kind === 'extern') {
-        throw new NotSupportedError(
-          `extern "${r.name}" in program "${p.name}"`,
-          undefined,
-          'tsbpf does not resolve .kconfig/.ksyms externs and kfuncs yet',
-        );
+        externs.patch(insns, r, (name) => {
+          const m = this.maps[name];
+          if (!m) throw new CollectionError(`program "${p.name}": extern "${r.name}" needs map "${name}", which was not created`);
+          return m.fd;
+        });
       }
-    }
-    if (l.coreRelos.length) {
-      throw new NotSupportedError(
-        `CO-RE relocations in program "${p.name}"`,
-        undefined,
-        `${l.coreRelos.length} relocation(s); tsbpf does not apply CO-RE yet`,
-      );
     }
   }
 
@@ -314,6 +347,21 @@ export class Collection {
       maps: Object.values(this.maps).map((m) => ({ name: m.name, type: mapTypeName(m.type) })),
     };
   }
+}
+
+/**
+ * When the verifier stops at an instruction a failed CO-RE relocation poisoned, say which relocation
+ * failed in source terms instead of leaving the user with "invalid func unknown#195896080".
+ */
+function explainCoreFailure(e: unknown, results: CoreResult[] | undefined, l: LinkedProgram): unknown {
+  if (!(e instanceof VerifierError) || !results) return e;
+  const failed = results.filter((r) => r.poisoned);
+  if (!failed.length) return e;
+  const mentionsPoison = e.log.includes(String(CORE_POISON_IMM)) || e.log.includes(`0x${CORE_POISON_IMM.toString(16)}`);
+  const at = failed.find((r) => r.insn === e.insn) ?? (mentionsPoison ? failed[0] : undefined);
+  if (!at) return e;
+  const others = failed.length > 1 ? ` (${failed.length - 1} more failed relocation(s) in this program)` : '';
+  return e.withNote(`CO-RE relocation failed: ${at.description}${at.reason ? `: ${at.reason}` : ''} (instruction ${at.insn})${others}`, l.lineInfos);
 }
 
 function u32(n: number): Buffer {
