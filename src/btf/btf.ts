@@ -94,8 +94,18 @@ export class Btf {
   readonly #strStart: number;
   /** Decoded, replaced and added types, by id - #firstId. */
   readonly #cache: (BtfType | undefined)[];
-  /** Own type ids by name, built on the first name lookup. */
-  #byName?: Map<string, number[]>;
+  /** How many types came from the parsed data (the rest were added). */
+  readonly #parsedCount: number;
+  /**
+   * Name lookup over the parsed types: an open-addressing hash table of (index + 1), keyed by a hash
+   * of the name's bytes in the string section, built on the first lookup without creating a JS
+   * string per type (vmlinux has ~127k named types). Candidates are verified against the bytes.
+   */
+  #nameHash?: Int32Array;
+  /** Ids of added types and of replaced parsed types, by their current name. */
+  readonly #overlay = new Map<string, number[]>();
+  /** Indices of parsed types replaced by setType (their raw name may no longer apply). */
+  readonly #replaced = new Set<number>();
   /** The marshal string table, created on first marshal() or stringOffset(). */
   #table?: StringTableBuilder;
   /** Offsets of the strings of #strings (and the base's), built when split BTF on top is marshalled. */
@@ -116,6 +126,7 @@ export class Btf {
     this.#strings = strings;
     if (isAscii(strings)) this.#asciiStrings = strings.toString('latin1');
     this.#cache = new Array<BtfType | undefined>(parsedCount);
+    this.#parsedCount = parsedCount;
   }
 
   /** A spec with no types of its own (only void, or only the base's types), to build BTF with addType(). */
@@ -231,8 +242,20 @@ export class Btf {
   /** All types named `name`, base first, in id order. */
   typesByName(name: string): BtfType[] {
     const found = this.base ? this.base.typesByName(name) : [];
-    const ids = this.#nameIndex().get(name);
-    if (ids) for (const id of ids) found.push(this.type(id));
+    if (name === '') return found;
+    const ids: number[] = [];
+    if (this.#parsedCount > 0) {
+      const table = (this.#nameHash ??= this.#buildNameHash());
+      const mask = table.length - 1;
+      for (let slot = hashString(name) & mask; table[slot] !== 0; slot = (slot + 1) & mask) {
+        const i = table[slot]! - 1;
+        if (!this.#replaced.has(i) && this.#rawNameIs(i, name)) ids.push(this.#firstId + i);
+      }
+    }
+    const extra = this.#overlay.get(name);
+    if (extra) ids.push(...extra);
+    if (ids.length > 1) ids.sort((a, b) => a - b);
+    for (const id of ids) found.push(this.type(id));
     return found;
   }
 
@@ -366,16 +389,15 @@ export class Btf {
       throw new BtfError(`cannot set BTF type ${id}: this spec owns ids ${this.#firstId}..${this.length - 1}`);
     }
     const i = id - this.#firstId;
-    if (this.#byName) {
-      const oldName = this.#peek(i).name;
-      const ids = this.#byName.get(oldName);
-      if (ids) {
-        const at = ids.indexOf(id);
-        if (at >= 0) ids.splice(at, 1);
-        if (ids.length === 0) this.#byName.delete(oldName);
-      }
-      this.#indexName(t.name, id, true);
+    const oldName = this.#peek(i).name;
+    const old = this.#overlay.get(oldName);
+    if (old) {
+      const at = old.indexOf(id);
+      if (at >= 0) old.splice(at, 1);
+      if (old.length === 0) this.#overlay.delete(oldName);
     }
+    if (i < this.#parsedCount) this.#replaced.add(i);
+    this.#addToOverlay(t.name, id);
     this.#cache[i] = t;
   }
 
@@ -385,7 +407,7 @@ export class Btf {
     const id = this.length;
     const full = { ...t, id } as BtfType;
     this.#cache.push(full);
-    if (this.#byName) this.#indexName(full.name, id, false);
+    this.#addToOverlay(full.name, id);
     return id;
   }
 
@@ -467,41 +489,51 @@ export class Btf {
     return this.base ? this.base.#rawStringOffset(s) : undefined;
   }
 
-  #nameIndex(): Map<string, number[]> {
-    if (this.#byName) return this.#byName;
-    const index = new Map<string, number[]>();
-    this.#byName = index;
+  #buildNameHash(): Int32Array {
+    const n = this.#parsedCount;
+    let size = 16;
+    while (size < n * 2) size *= 2;
+    const table = new Int32Array(size);
+    const mask = size - 1;
     const words = this.#words;
-    const count = this.#cache.length;
-    for (let i = 0; i < count; i++) {
-      const cached = this.#cache[i];
-      let name: string;
-      if (cached) {
-        name = cached.name;
-      } else {
-        const off = words[this.#offsets[i]!]!;
-        if (off === 0) continue;
-        name = this.stringAt(off);
-      }
-      this.#indexName(name, this.#firstId + i, false);
+    const offsets = this.#offsets;
+    for (let i = 0; i < n; i++) {
+      const off = words[offsets[i]!]!;
+      if (off === 0) continue;
+      let slot = this.#hashAt(off) & mask;
+      while (table[slot] !== 0) slot = (slot + 1) & mask;
+      table[slot] = i + 1;
     }
-    return index;
+    return table;
   }
 
-  #indexName(name: string, id: number, sorted: boolean): void {
-    if (name === '') return;
-    const index = this.#byName!;
-    const ids = index.get(name);
-    if (!ids) {
-      index.set(name, [id]);
-    } else if (!sorted || ids[ids.length - 1]! < id) {
-      ids.push(id);
-    } else {
-      let at = ids.findIndex((x) => x > id);
-      if (at < 0) at = ids.length;
-      ids.splice(at, 0, id);
-    }
+  /** hashString() of the string at a parsed string offset, read from the bytes in place. */
+  #hashAt(offset: number): number {
+    if (offset < this.#strStart) return hashString(this.base!.stringAt(offset));
+    const strs = this.#strings;
+    let h = FNV_OFFSET;
+    for (let p = offset - this.#strStart; strs[p] !== 0; p++) h = Math.imul(h ^ strs[p]!, FNV_PRIME);
+    return h >>> 0;
   }
+
+  /** Whether parsed type `i`'s name (as in the data) is `name`. */
+  #rawNameIs(i: number, name: string): boolean {
+    const off = this.#words[this.#offsets[i]!]!;
+    const ascii = this.#asciiStrings;
+    if (ascii !== undefined && off >= this.#strStart) {
+      const rel = off - this.#strStart;
+      return ascii.startsWith(name, rel) && ascii.charCodeAt(rel + name.length) === 0;
+    }
+    return this.stringAt(off) === name;
+  }
+
+  #addToOverlay(name: string, id: number): void {
+    if (name === '') return;
+    const ids = this.#overlay.get(name);
+    if (ids) ids.push(id);
+    else this.#overlay.set(name, [id]);
+  }
+
 
   #decode(i: number): BtfType {
     const w = this.#words;
@@ -948,4 +980,22 @@ function scanTypes(
     throw new BtfError(`BTF type ${maxRefFrom} refers to type ${maxRef}, but the last type id is ${firstId + count - 1}`);
   }
   return { offsets, count };
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** 32-bit FNV-1a over the UTF-8 bytes of `s` (the same value #hashAt computes from raw bytes). */
+function hashString(s: string): number {
+  let h = FNV_OFFSET;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 0x80) {
+      h = FNV_OFFSET;
+      for (const b of Buffer.from(s, 'utf8')) h = Math.imul(h ^ b, FNV_PRIME);
+      return h >>> 0;
+    }
+    h = Math.imul(h ^ c, FNV_PRIME);
+  }
+  return h >>> 0;
 }
