@@ -175,7 +175,7 @@ export class Collection {
           logLevel: options.logLevel,
           });
         } catch (e) {
-          throw explainCoreFailure(e, coreResults.get(p.name), l);
+          throw explainFailure(e, coreResults.get(p.name), l, externs);
         }
         this.programs[p.name] = prog;
         this.#owned.push(prog);
@@ -353,9 +353,15 @@ export class Collection {
  * When the verifier stops at an instruction a failed CO-RE relocation poisoned, say which relocation
  * failed in source terms instead of leaving the user with "invalid func unknown#195896080".
  */
-function explainCoreFailure(e: unknown, results: CoreResult[] | undefined, l: LinkedProgram): unknown {
-  if (!(e instanceof VerifierError) || !results) return e;
-  const failed = results.filter((r) => r.poisoned);
+function explainFailure(e: unknown, results: CoreResult[] | undefined, l: LinkedProgram, externs: Externs): unknown {
+  if (!(e instanceof VerifierError)) return e;
+  // A reachable call to a missing __weak kfunc was poisoned like libbpf does.
+  const kf = /unknown#(\d+)/.exec(e.log);
+  const kfunc = kf ? externs.poisonedCallName(Number(kf[1])) : undefined;
+  if (kfunc) {
+    return e.withNote(`calls kfunc ${kfunc}, which this kernel lacks (it is __weak: guard the call with bpf_ksym_exists(${kfunc}))`, l.lineInfos);
+  }
+  const failed = (results ?? []).filter((r) => r.poisoned);
   if (!failed.length) return e;
   const mentionsPoison = e.log.includes(String(CORE_POISON_IMM)) || e.log.includes(`0x${CORE_POISON_IMM.toString(16)}`);
   const at = failed.find((r) => r.insn === e.insn) ?? (mentionsPoison ? failed[0] : undefined);

@@ -194,7 +194,7 @@ export function resolveRelocations(
     // Externs: kfuncs, __ksym and __kconfig variables.
     if (sym.shndx === SHN_UNDEF) {
       if (sym.index === 0 || sym.bind === STB.LOCAL || !sym.name) fail(abs, `relocation against undefined local ${symDesc}`);
-      add(fn, { kind: 'extern', insn: at, name: sym.name, offset: isCall ? 0 : insn.imm }, abs);
+      add(fn, { kind: 'extern', insn: at, name: sym.name, offset: isCall ? 0 : insn.imm, weak: sym.bind === STB.WEAK }, abs);
       continue;
     }
     if (sym.shndx >= SHN_LORESERVE) {

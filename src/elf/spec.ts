@@ -22,7 +22,7 @@ export type InsnReloc =
   /** ld_imm64 of a function's address, e.g. a `bpf_loop` callback (BPF_PSEUDO_FUNC). */
   | { kind: 'func'; insn: number; target: string }
   /** Reference to an extern (`.kconfig` / `.ksyms` variable or kfunc call); resolved by the CO-RE/extern issue. */
-  | { kind: 'extern'; insn: number; name: string; offset: number };
+  | { kind: 'extern'; insn: number; name: string; offset: number; weak: boolean };
 
 /** One function (a program's entry or a subprogram) with its instructions and metadata. */
 export interface FunctionSpec {
