@@ -92,8 +92,10 @@ t.test('bpf objects are present', async (t) => {
 t.test('every bpf/*.o parses and is consistent', async (t) => {
   for (const f of objects) {
     const spec = loadCollectionSpec(obj(f));
-    t.ok(Object.keys(spec.programs).length > 0, `${f} has programs`);
-    t.equal(spec.license, 'GPL', `${f} license`);
+    // BTF fixtures (targets for CO-RE tests) have no programs and no license.
+    const fixture = /^core_target/.test(f);
+    t.ok(fixture || Object.keys(spec.programs).length > 0, `${f} has programs`);
+    if (!fixture) t.equal(spec.license, 'GPL', `${f} license`);
     t.equal(spec.objectName, f.replace(/\..*$/, ''));
     checkInvariants(t, spec, f);
   }
