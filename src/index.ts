@@ -2,7 +2,9 @@
 export { TsbpfError, ElfError, BtfError, BtfNotFoundError, NotSupportedError, ClosedError } from './errors.js';
 export { BpfError, SyscallError, FD, ownedFdCount, BPF_MAP_TYPE, BPF_PROG_TYPE, BPF_ATTACH_TYPE } from './syscall/index.js';
 export { Btf } from './btf/btf.js';
-export { loadKernelBtf } from './btf/kernel.js';
+export { loadKernelBtf, loadBtfFile } from './btf/kernel.js';
+export { applyCoreRelocations, type CoreResult } from './btf/core.js';
+export { Externs, ExternError } from './collection/externs.js';
 export type * from './btf/types.js';
 export { loadCollectionSpec } from './elf/index.js';
 export { getVariable, setVariable } from './elf/variables.js';

@@ -100,7 +100,7 @@ export interface CoreResult {
   fatal: boolean;
   /** Why it failed, or why the answer is 0 (e.g. "struct task_struct has no member state in the target"). */
   reason?: string;
-  /** The value the compiler computed from the local BTF (what the instruction held). */
+  /** The value computed from the local BTF, which the instruction must hold (libbpf's orig_val, a u64). */
   localValue?: number | bigint;
   /** The value patched in (absent when poisoned). */
   targetValue?: number | bigint;
@@ -109,7 +109,7 @@ export interface CoreResult {
 }
 
 export interface CoreOptions {
-  /** Used in messages only. */
+  /** The program being relocated; accepted for the caller's bookkeeping, results do not repeat it. */
   programName?: string;
   /**
    * Candidate lists to share between calls for the programs of one object. libbpf keeps one list
@@ -119,25 +119,30 @@ export interface CoreOptions {
   cache?: CoreCandidateCache;
 }
 
-/** Per-object state of the candidate search; see CoreOptions.cache. */
+/** Per-object state of the candidate search; see CoreOptions.cache. Opaque. */
 export class CoreCandidateCache {
-  #local?: Btf;
-  #targets: readonly Btf[] = [];
-  #lists = new Map<number, Candidate[]>();
+  // Makes the class nominal: only `new CoreCandidateCache()` is one.
+  readonly #brand = true;
+}
 
-  /** The list for `localId`, resetting the cache if it was used with other BTFs. */
-  get(local: Btf, targets: readonly Btf[], localId: number): Candidate[] | undefined {
-    if (this.#local !== local || this.#targets.length !== targets.length || this.#targets.some((t, i) => t !== targets[i])) {
-      this.#local = local;
-      this.#targets = [...targets];
-      this.#lists = new Map();
-    }
-    return this.#lists.get(localId);
-  }
+interface CacheState {
+  local: Btf;
+  targets: readonly Btf[];
+  /** Candidates per local type id, narrowed as relocations find some that do not match. */
+  lists: Map<number, Candidate[]>;
+}
 
-  set(localId: number, list: Candidate[]): void {
-    this.#lists.set(localId, list);
+const cacheStates = new WeakMap<CoreCandidateCache, CacheState>();
+
+/** The candidate lists of `cache` for these BTFs (starting afresh if it was used with others). */
+function cacheLists(cache: CoreCandidateCache, local: Btf, targets: readonly Btf[]): Map<number, Candidate[]> {
+  const st = cacheStates.get(cache);
+  if (st && st.local === local && st.targets.length === targets.length && st.targets.every((t, i) => t === targets[i])) {
+    return st.lists;
   }
+  const lists = new Map<number, Candidate[]>();
+  cacheStates.set(cache, { local, targets: [...targets], lists });
+  return lists;
 }
 
 interface Candidate {
@@ -234,12 +239,19 @@ export function applyCoreRelocations(
   targets: readonly Btf[],
   opts: CoreOptions = {},
 ): CoreResult[] {
-  const cache = opts.cache ?? new CoreCandidateCache();
+  const lists = cacheLists(opts.cache ?? new CoreCandidateCache(), local, targets);
   const count = Math.floor(insns.length / INSN_SIZE);
-  return relos.map((relo) => applyOne(insns, count, relo, local, targets, cache));
+  return relos.map((relo) => applyOne(insns, count, relo, local, targets, lists));
 }
 
-function applyOne(insns: Buffer, count: number, relo: CoreRelo, local: Btf, targets: readonly Btf[], cache: CoreCandidateCache): CoreResult {
+function applyOne(
+  insns: Buffer,
+  count: number,
+  relo: CoreRelo,
+  local: Btf,
+  targets: readonly Btf[],
+  lists: Map<number, Candidate[]>,
+): CoreResult {
   const result: CoreResult = {
     insn: relo.insnOff,
     kind: relo.kind,
@@ -262,7 +274,7 @@ function applyOne(insns: Buffer, count: number, relo: CoreRelo, local: Btf, targ
       const id = BigInt(relo.typeId);
       values = { ...noSizes(), orig: id, next: id, poison: false, validate: false };
     } else {
-      const resolved = resolveAgainstCandidates(relo, local, localSpec, targets, cache);
+      const resolved = resolveAgainstCandidates(relo, local, localSpec, targets, lists);
       values = resolved.values;
       why = resolved.why;
       if (resolved.target) result.target = resolved.target;
@@ -282,7 +294,7 @@ function applyOne(insns: Buffer, count: number, relo: CoreRelo, local: Btf, targ
     if (!(e instanceof FatalRelocation) && !(e instanceof BtfError)) throw e;
     result.fatal = true;
     result.reason = (e as Error).message;
-    if (relo.insnOff >= 0 && relo.insnOff < count) {
+    if (Number.isInteger(relo.insnOff) && relo.insnOff >= 0 && relo.insnOff < count) {
       poison(insns, relo.insnOff, count);
       result.poisoned = true;
     }
@@ -312,16 +324,16 @@ function resolveAgainstCandidates(
   local: Btf,
   localSpec: Spec,
   targets: readonly Btf[],
-  cache: CoreCandidateCache,
+  lists: Map<number, Candidate[]>,
 ): Resolution {
   const localType = local.type(relo.typeId);
   if (localType.name === '') {
     throw new FatalRelocation(`${CORE_RELO_KIND_NAMES[relo.kind]} relocation of an anonymous type is not supported`);
   }
-  let cands = cache.get(local, targets, relo.typeId);
+  let cands = lists.get(relo.typeId);
   if (!cands) {
     cands = findCandidates(localType, targets);
-    cache.set(relo.typeId, cands);
+    lists.set(relo.typeId, cands);
   }
   let best: { values: RelocationValues; spec: Spec; cand: Candidate } | undefined;
   const kept: Candidate[] = [];
@@ -348,7 +360,7 @@ function resolveAgainstCandidates(
   }
   if (best) {
     // Later relocations of the same local type only consider what matched here.
-    cache.set(relo.typeId, kept);
+    lists.set(relo.typeId, kept);
     return { values: best.values, target: { btfIndex: best.cand.btfIndex, typeId: best.cand.id } };
   }
   const why =
@@ -387,6 +399,8 @@ function findCandidates(localType: BtfType, targets: readonly Btf[]): Candidate[
 class TargetIndex {
   readonly #btf: Btf;
   readonly #firstId: number;
+  /** btf.length when the caches were filled: a BTF that gained types since is indexed again. */
+  #length = -1;
   #flavored?: Map<string, string[]>;
   readonly #cache = new Map<string, number[]>();
 
@@ -397,6 +411,11 @@ class TargetIndex {
 
   /** Ids (>= firstId, ascending) of types whose name reduces to `essential`. */
   idsWithEssentialName(essential: string): number[] {
+    if (this.#length !== this.#btf.length) {
+      this.#length = this.#btf.length;
+      this.#flavored = undefined;
+      this.#cache.clear();
+    }
     const hit = this.#cache.get(essential);
     if (hit) return hit;
     const names = [...(this.#flavoredNames().get(essential) ?? [])];
@@ -438,7 +457,7 @@ class TargetIndex {
           const last = lastFlavorSeparator(s);
           for (let k = 0; k <= last; k++) add(s.slice(k));
         }
-        off += Buffer.byteLength(s) + 1;
+        off += (NON_ASCII_RE.test(s) ? Buffer.byteLength(s) : s.length) + 1;
       }
     }
     this.#flavored = byEssential;
@@ -449,6 +468,7 @@ class TargetIndex {
 /** BTFs with at most this many types are indexed by decoding every type. */
 const SCAN_TYPES_LIMIT = 20000;
 const FLAVOR_RE = /[^_]___[^_]/;
+const NON_ASCII_RE = /[^\x00-\x7f]/;
 const indexes = new WeakMap<Btf, Map<number, TargetIndex>>();
 
 function targetIndex(btf: Btf, firstId: number): TargetIndex {
@@ -550,7 +570,7 @@ function parseSpec(btf: Btf, relo: CoreRelo): Spec {
     if (str !== '0') throw bad('type relocations use "0"');
     return spec;
   }
-  const number = /^\s*([+-]?\d+)/y;
+  const number = /\s*([+-]?\d+)/y;
   for (let pos = 0; pos < str.length; ) {
     if (str[pos] === ':') pos++;
     number.lastIndex = pos;

@@ -10,3 +10,4 @@ export {
   KERNEL_BTF_DIR,
   VMLINUX_BTF_PATH,
 } from './kernel.js';
+export { applyCoreRelocations, CoreCandidateCache, CORE_POISON_IMM, CORE_RELO_KIND_NAMES, essentialName, type CoreResult, type CoreOptions } from './core.js';

@@ -7,7 +7,7 @@ import { TsbpfError } from '../errors.js';
 import { Btf } from '../btf/btf.js';
 import { marshalFuncInfos, marshalLineInfos } from '../btf/ext.js';
 import { loadKernelBtf, loadBtfFile } from '../btf/kernel.js';
-import { applyCoreRelocations, CORE_POISON_IMM, type CoreResult } from '../btf/core.js';
+import { applyCoreRelocations, CoreCandidateCache, CORE_POISON_IMM, type CoreResult } from '../btf/core.js';
 import { Externs } from './externs.js';
 import type { CollectionSpec, MapSpec, ProgramSpec } from '../elf/spec.js';
 import { BpfMap, mapTypeName } from '../maps/map.js';
@@ -96,12 +96,24 @@ export class Collection {
       // 1. Link every program (pure) and apply CO-RE, so line-info strings are known before BTF is marshalled.
       const linked = new Map<string, LinkedProgram>();
       const coreResults = new Map<string, CoreResult[]>();
+      // One candidate cache per object: libbpf narrows candidate lists across all of an object's
+      // relocations, which can decide later ones.
+      const coreCache = new CoreCandidateCache();
       for (const p of wanted) {
         const l = linkProgram(spec, p);
         linked.set(p.name, l);
         if (l.coreRelos.length) {
           if (!objBtf) throw new CollectionError(`program "${p.name}" has CO-RE relocations but the object has no BTF`);
-          coreResults.set(p.name, applyCoreRelocations(l.insns, l.coreRelos, objBtf, [kernelBtf()], { programName: p.name }));
+          const results = applyCoreRelocations(l.insns, l.coreRelos, objBtf, [kernelBtf()], { programName: p.name, cache: coreCache });
+          // Like libbpf, an inconsistent relocation (ambiguous candidates, an instruction that does not hold
+          // the local value, ...) refuses the object even if the code is dead.
+          const fatal = results.find((r) => r.fatal);
+          if (fatal) {
+            throw new CollectionError(
+              `program "${p.name}": CO-RE relocation of ${fatal.description} (${fatal.kindName}, instruction ${fatal.insn}) failed: ${fatal.reason ?? 'inconsistent'}`,
+            );
+          }
+          coreResults.set(p.name, results);
         }
       }
       const lineInfoBufs = new Map<string, Buffer>();
