@@ -1,10 +1,11 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import {
-  loadCollectionSpec, setVariable, getVariable, Collection, VerifierError, MapType, ProgramType,
+  loadCollectionSpec, setVariable, getVariable, Collection, VerifierError, MapType, ProgramType, NotSupportedError,
   attachTracepoint, autoAttach, ownedFdCount,
 } from '../src/index.js';
 import { rawSyscall, NR } from '../src/syscall/native.js';
+import { ringbufSize } from '../src/collection/collection.js';
 import { obj, fdCount, rssKiB } from './helpers/env.js';
 
 const u64 = (b: Buffer | undefined) => b!.readBigUInt64LE(0);
@@ -169,5 +170,23 @@ t.test('1,000 load/close cycles leave fd count and RSS where they started', (t) 
   t.equal(ownedFdCount(), owned, 'owned fd count unchanged');
   const grew = rssKiB() - rss;
   t.ok(grew < 32 * 1024, `RSS grew ${grew} KiB over 1,000 cycles (bound 32 MiB)`);
+  t.end();
+});
+
+t.test('programs tsbpf cannot load are refused up front with the reason', (t) => {
+  const spec = loadCollectionSpec(obj('sections.o'));
+  t.throws(() => new Collection(spec, { programs: ['struct_ops_dummy_op'] }), NotSupportedError, 'struct_ops');
+  const ldr = loadCollectionSpec(obj('loader.o'));
+  ldr.programs.xdp_count.type = 0;
+  t.throws(() => new Collection(ldr, { programs: ['xdp_count'] }), /section "xdp" does not name a program type/);
+  t.end();
+});
+
+t.test('ring buffer sizes are rounded up to a power-of-two number of pages, like libbpf', (t) => {
+  t.equal(ringbufSize(1000), 4096);
+  t.equal(ringbufSize(4096), 4096);
+  t.equal(ringbufSize(4097), 8192);
+  t.equal(ringbufSize(3 * 4096), 4 * 4096);
+  t.equal(ringbufSize(256 * 1024), 256 * 1024);
   t.end();
 });

@@ -2,8 +2,8 @@
 // frozen .rodata), programs (linked, map references rewritten), in an order
 // that lets a failure release everything created before it.
 
-import { BPF_MAP_TYPE, BPF_PROG_TYPE, BPF_ATTACH_TYPE, btfLoad, possibleCpus, errnoName, FD } from '../syscall/index.js';
-import { TsbpfError } from '../errors.js';
+import { BPF_MAP_TYPE, BPF_PROG_TYPE, BPF_ATTACH_TYPE, btfLoad, possibleCpus, pageSize, errnoName, FD } from '../syscall/index.js';
+import { TsbpfError, NotSupportedError } from '../errors.js';
 import { Btf } from '../btf/btf.js';
 import { marshalFuncInfos, marshalLineInfos } from '../btf/ext.js';
 import { loadKernelBtf, loadBtfFile } from '../btf/kernel.js';
@@ -24,8 +24,9 @@ export interface CollectionOptions {
   /** Use these existing maps instead of creating the ones with the same name. Not closed by the collection. */
   mapReplacements?: Record<string, BpfMap>;
   /**
-   * Kernel BTF for CO-RE relocation, attach targets (tp_btf, fentry, lsm, iter) and ksyms: a parsed Btf or
-   * the path of a raw BTF file or an ELF with .BTF (BTFHub-style, for kernels without /sys/kernel/btf).
+   * Target BTF for CO-RE relocation: a parsed Btf or the path of a raw BTF file or an ELF with .BTF
+   * (BTFHub-style, for kernels without /sys/kernel/btf). Like libbpf's btf_custom_path it affects CO-RE
+   * only: attach targets (tp_btf, fentry, lsm, iter) and ksyms always use the running kernel's BTF.
    * Default: /sys/kernel/btf/vmlinux, parsed once per process.
    */
   kernelBtf?: Btf | string;
@@ -79,14 +80,17 @@ export class Collection {
     let btfFd: FD | undefined;
     let externs: Externs | undefined;
     try {
-      let kernelBtfCache: Btf | undefined;
-      const kernelBtf = (): Btf => {
-        if (!kernelBtfCache) {
+      // CO-RE relocates against the BTF the user names (like libbpf's btf_custom_path); attach targets
+      // and ksyms need ids of the running kernel's own BTF.
+      let coreBtfCache: Btf | undefined;
+      const coreBtf = (): Btf => {
+        if (!coreBtfCache) {
           const k = options.kernelBtf;
-          kernelBtfCache = k === undefined ? loadKernelBtf() : typeof k === 'string' ? loadBtfFile(k) : k;
+          coreBtfCache = k === undefined ? loadKernelBtf() : typeof k === 'string' ? loadBtfFile(k) : k;
         }
-        return kernelBtfCache;
+        return coreBtfCache;
       };
+      const kernelBtf = loadKernelBtf;
       const wanted = this.#selectPrograms(options.programs);
       // Loading never changes the spec: work on a copy of the object's BTF (externs sanitize it,
       // line info may add strings).
@@ -104,7 +108,7 @@ export class Collection {
         linked.set(p.name, l);
         if (l.coreRelos.length) {
           if (!objBtf) throw new CollectionError(`program "${p.name}" has CO-RE relocations but the object has no BTF`);
-          const results = applyCoreRelocations(l.insns, l.coreRelos, objBtf, [kernelBtf()], { programName: p.name, cache: coreCache });
+          const results = applyCoreRelocations(l.insns, l.coreRelos, objBtf, [coreBtf()], { programName: p.name, cache: coreCache });
           // Like libbpf, an inconsistent relocation (ambiguous candidates, an instruction that does not hold
           // the local value, ...) refuses the object even if the code is dead.
           const fatal = results.find((r) => r.fatal);
@@ -208,12 +212,25 @@ export class Collection {
 
   #selectPrograms(names?: string[]): ProgramSpec[] {
     const all = Object.values(this.spec.programs);
-    if (!names) return all.filter((p) => p.autoload);
-    return names.map((n) => {
-      const p = this.spec.programs[n];
-      if (!p) throw new CollectionError(`no program "${n}" in the object (it has: ${Object.keys(this.spec.programs).join(', ') || 'none'})`);
-      return p;
-    });
+    const chosen = names
+      ? names.map((n) => {
+          const p = this.spec.programs[n];
+          if (!p) throw new CollectionError(`no program "${n}" in the object (it has: ${Object.keys(this.spec.programs).join(', ') || 'none'})`);
+          return p;
+        })
+      : all.filter((p) => p.autoload);
+    for (const p of chosen) {
+      if (p.type === BPF_PROG_TYPE.UNSPEC) {
+        throw new CollectionError(
+          `program "${p.name}": section "${p.section}" does not name a program type tsbpf knows ` +
+            '(see libbpf\'s section names: tp/, raw_tp/, xdp, tc, ...); load only the other programs with { programs: [...] }',
+        );
+      }
+      if (p.type === BPF_PROG_TYPE.STRUCT_OPS) {
+        throw new NotSupportedError(`struct_ops program "${p.name}"`, undefined, 'tsbpf does not create struct_ops maps yet');
+      }
+    }
+    return chosen;
   }
 
   #createMap(ms: MapSpec, btfFd: FD | undefined): BpfMap {
@@ -224,6 +241,7 @@ export class Collection {
       valueSize ||= 4;
     }
     if (ms.type === BPF_MAP_TYPE.ARRAY_OF_MAPS || ms.type === BPF_MAP_TYPE.HASH_OF_MAPS) valueSize ||= 4;
+    if (ms.type === BPF_MAP_TYPE.RINGBUF || ms.type === BPF_MAP_TYPE.USER_RINGBUF) maxEntries = ringbufSize(maxEntries);
     let inner: BpfMap | undefined;
     try {
       if (ms.innerMap) inner = this.#createMap({ ...ms.innerMap, kernelName: ms.innerMap.kernelName || 'inner' }, btfFd);
@@ -246,9 +264,6 @@ export class Collection {
         // Some kernels refuse BTF for some map types or value layouts: retry without, as libbpf does.
         return BpfMap.create(base);
       }
-    } catch (e) {
-      if (e instanceof TsbpfError) e.message = `map "${ms.name}" (${mapTypeName(ms.type)}): ${e.message}`;
-      throw e;
     } finally {
       inner?.close();
     }
@@ -380,6 +395,20 @@ function explainFailure(e: unknown, results: CoreResult[] | undefined, l: Linked
   if (!at) return e;
   const others = failed.length > 1 ? ` (${failed.length - 1} more failed relocation(s) in this program)` : '';
   return e.withNote(`CO-RE relocation failed: ${at.description}${at.reason ? `: ${at.reason}` : ''} (instruction ${at.insn})${others}`, l.lineInfos);
+}
+
+/**
+ * Ring buffer sizes must be a power-of-two number of pages: round up as libbpf does, so an object
+ * declaring `max_entries 1000` loads.
+ */
+export function ringbufSize(requested: number): number {
+  const page = pageSize();
+  if (requested > 0 && requested % page === 0 && (requested & (requested - 1)) === 0) return requested;
+  let pages = Math.max(1, Math.ceil(requested / page));
+  let pow = 1;
+  while (pow < pages) pow *= 2;
+  pages = pow;
+  return pages * page;
 }
 
 function u32(n: number): Buffer {

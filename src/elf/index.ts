@@ -302,7 +302,11 @@ function fixupDatasecs(btf: Btf, byName: Map<string, ElfSection>, symbols: ElfSy
           if (v.linkage === 'global' && !isExported(sym) && sym.bind !== STB.LOCAL) {
             btf.setType({ ...v, linkage: 'static' });
           }
-          return sym.value === vsi.offset ? vsi : { ...vsi, offset: sym.value };
+          // Clang leaves DATASEC sizes and offsets at 0; the BPF static linker fills them in. Only
+          // fix what clang left: in a linked object two statics may share a name, and the symbol
+          // found by name would be the wrong one.
+          if (!fixOffsets || sym.value === vsi.offset) return vsi;
+          return { ...vsi, offset: sym.value };
         }
         if (fixOffsets && v.linkage !== 'static') {
           throw new ElfError(`variable ${v.name} of ${t.name} has no ELF symbol to give its offset`, { section: t.name });

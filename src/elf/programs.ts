@@ -55,6 +55,10 @@ export function splitFunctions(
   const isText = secName === '.text';
   const info = isText ? undefined : classifySection(secName);
   const functions: FunctionEntry[] = [];
+  // Static linking can leave two static functions of the same name in one section: their keys
+  // then carry the instruction offset too.
+  const nameCount = new Map<string, number>();
+  for (const s of syms) nameCount.set(s.name, (nameCount.get(s.name) ?? 0) + 1);
   for (let i = 0; i < syms.length; i++) {
     const sym = syms[i];
     if (!sym.name) fail(`function symbol ${sym.index} has no name`);
@@ -71,7 +75,7 @@ export function splitFunctions(
     const global = isExported(sym);
     const base: FunctionSpec = {
       name: sym.name,
-      key: `${secName}/${sym.name}`,
+      key: nameCount.get(sym.name)! > 1 ? `${secName}/${sym.name}@${sym.value / INSN_SIZE}` : `${secName}/${sym.name}`,
       section: secName,
       sectionOffset: start,
       instructions: Buffer.from(data.subarray(sym.value, sym.value + size)),

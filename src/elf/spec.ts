@@ -28,7 +28,8 @@ export type InsnReloc =
 export interface FunctionSpec {
   /** Symbol name. */
   name: string;
-  /** Unique key in `CollectionSpec.functions`: `"<section>/<name>"`. */
+  /** Unique key in `CollectionSpec.functions`: `"<section>/<name>"`, or `"<section>/<name>@<insn>"` when a
+   * statically linked object has two static functions of that name in the section. */
   key: string;
   /** ELF section that holds it. */
   section: string;

@@ -167,9 +167,10 @@ export class Program {
     let level = o.logLevel ?? 0;
     let r = progLoad(attr, level, level ? size : 0);
     if (r.fd) return new Program(r.fd, o.name, o.type, r.log);
-    if (r.errno === E.EPERM || r.errno === E.E2BIG) {
-      // Not a verifier matter: privileges, or the kernel refusing the attrs/type.
-      throw new BpfError('PROG_LOAD', r.errno, `program "${o.name}" (${programTypeName(o.type)})`);
+    const ctx = `program "${o.name}" (${programTypeName(o.type)})`;
+    if (r.errno === E.EPERM) {
+      // Not a verifier matter: privileges, or the kernel refusing the program type before verifying.
+      throw new BpfError('PROG_LOAD', r.errno, ctx);
     }
     level ||= 1;
     for (;;) {
@@ -182,6 +183,12 @@ export class Program {
       if (needMore && size < MAX_LOG) {
         size = Math.min(MAX_LOG, r.logTrueSize > size ? r.logTrueSize + 1 : size * 4);
         continue;
+      }
+      if (!r.log.trim()) {
+        // No log at all: the kernel refused the attributes or the program type before the verifier
+        // ran (E2BIG: a field this kernel does not know; ENOTSUPP/EOPNOTSUPP: unsupported type).
+        throw new BpfError('PROG_LOAD', r.errno, ctx,
+          r.errno === E.EINVAL ? 'the kernel refused the program type, attach type or flags before verifying it' : undefined);
       }
       throw new VerifierError(o.name, r.errno, r.log, needMore, o.lineInfos ?? []);
     }

@@ -164,6 +164,22 @@ export function ensureBpffs(path = '/sys/fs/bpf'): string {
   return path;
 }
 
+let page: number | undefined;
+
+/** The kernel's page size (from /proc/self/smaps; 4096 when it can't be read). */
+export function pageSize(): number {
+  if (page === undefined) {
+    page = 4096;
+    try {
+      const m = /KernelPageSize:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps', 'utf8'));
+      if (m) page = Number(m[1]) * 1024;
+    } catch {
+      /* keep the default */
+    }
+  }
+  return page;
+}
+
 let possible: number[] | undefined;
 
 /** CPU ids from a kernel cpu list like "0-3,5". */
