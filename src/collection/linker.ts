@@ -44,20 +44,23 @@ export function linkProgram(spec: CollectionSpec, prog: ProgramSpec): LinkedProg
   const order: FunctionSpec[] = [prog];
   const start = new Map<string, number>([[prog.key, 0]]);
   let total = prog.instructions.length / INSN_SIZE;
-  // Breadth-first: every function reachable from the entry, each once.
-  for (let i = 0; i < order.length; i++) {
-    for (const r of order[i].relocations) {
+  // Depth-first in call-site order, each function once: a subprogram is appended where libbpf would
+  // append it (right after its first caller's subtree so far), so translated instructions match libbpf's.
+  const visit = (fn: FunctionSpec): void => {
+    for (const r of fn.relocations) {
       if (r.kind !== 'call' && r.kind !== 'func') continue;
       if (start.has(r.target)) continue;
-      const fn = spec.functions[r.target];
-      if (!fn) {
-        throw new LinkError(`program "${prog.name}": ${order[i].name} references function ${r.target}, which the object does not define`);
+      const target = spec.functions[r.target];
+      if (!target) {
+        throw new LinkError(`program "${prog.name}": ${fn.name} references function ${r.target}, which the object does not define`);
       }
       start.set(r.target, total);
-      total += fn.instructions.length / INSN_SIZE;
-      order.push(fn);
+      total += target.instructions.length / INSN_SIZE;
+      order.push(target);
+      visit(target);
     }
-  }
+  };
+  visit(prog);
   const insns = Buffer.alloc(total * INSN_SIZE);
   const out: LinkedProgram = { insns, relocs: [], funcInfos: [], lineInfos: [], coreRelos: [], layout: order.map((f) => f.key) };
   for (const fn of order) {
