@@ -680,7 +680,7 @@ function renderReport(results: ObjResult[], pairs: ObjResult[], build: { total: 
     '*kfunc/ksym missing or renamed*, *attach target missing* — 6.1 tests naming kernel symbols 6.18 no longer has (or lacks in kallsyms); ' +
     '*6.1 source rejected by the 6.18 verifier* — both loaders get the same verifier rejection (including programs too large or complex); ' +
     '*needs static linking first* — halves of multi-file objects (the linked objects are examined too); ' +
-    '*subprograms in another order* — the same functions with the same code, laid out in another order (a check kept since tsbpf moved to libbpf's depth-first layout; expected to be 0); ' +
+    '*subprograms in another order* — the same functions with the same code, laid out in another order (a check kept since tsbpf moved to the depth-first layout libbpf uses; expected to be 0); ' +
     '*LINUX_HAS_SYSCALL_WRAPPER* — identical once tsbpf is given the value libbpf 1.1 probes with a kprobe perf event, which this host lacks (tsbpf says 1, which is right for x86-64 6.18); ' +
     '*libbpf 1.1 refuses what tsbpf loads* — legacy `maps` section, a `.maps` layout from one-pass `bpftool gen object` linking; ' +
     '*tsbpf not yet supporting* — struct_ops; *tsbpf bug* — tsbpf fails (or crashes) where libbpf loads, or the kernel holds different instructions.');
