@@ -14,3 +14,4 @@ export { Program, ProgramType, VerifierError, programTypeName, type ProgramInfo,
 export { Link, attachTracepoint, attachRawTracepoint, attachTracing } from './links/link.js';
 export { autoAttach, autoAttachSupport } from './links/auto.js';
 export { Collection, CollectionError, type CollectionOptions } from './collection/collection.js';
+export { GlobalVariable } from './collection/globals.js';

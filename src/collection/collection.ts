@@ -9,6 +9,7 @@ import { marshalFuncInfos, marshalLineInfos } from '../btf/ext.js';
 import { loadKernelBtf, loadBtfFile } from '../btf/kernel.js';
 import { applyCoreRelocations, CoreCandidateCache, CORE_POISON_IMM, type CoreResult } from '../btf/core.js';
 import { Externs } from './externs.js';
+import { Globals, type GlobalVariable } from './globals.js';
 import type { CollectionSpec, MapSpec, ProgramSpec } from '../elf/spec.js';
 import { BpfMap, mapTypeName } from '../maps/map.js';
 import { Program, programTypeName, VerifierError } from '../programs/program.js';
@@ -72,6 +73,12 @@ export class Collection {
   readonly spec: CollectionSpec;
   readonly maps: Record<string, BpfMap> = {};
   readonly programs: Record<string, Program> = {};
+  /**
+   * Global variables (.data, .bss, .rodata...) by name, live: read and written through an mmap of their
+   * data map (no syscall) where the kernel allows it. `.rodata` is read-only after load.
+   */
+  readonly variables: Record<string, GlobalVariable> = {};
+  #globals: Globals | undefined;
   #owned: (BpfMap | Program)[] = [];
   #closed = false;
 
@@ -201,6 +208,9 @@ export class Collection {
         if (options.mapReplacements?.[ms.name]) continue;
         this.#fillMap(ms, true);
       }
+      // 6. Live globals (after .rodata is frozen: a frozen map can only be mapped read-only).
+      this.#globals = new Globals(spec, this.maps);
+      Object.assign(this.variables, this.#globals.variables);
     } catch (e) {
       this.close();
       throw e;
@@ -328,30 +338,23 @@ export class Collection {
     }
   }
 
-  /** Bytes of a global variable, read from its data map now. */
+  /** Bytes of a global variable, read now (shorthand for `variables[name].get()`). */
   readVariable(name: string): Buffer {
-    const v = this.#variable(name);
-    const m = this.maps[v.map];
-    const val = m.lookup(0);
-    if (!val) throw new CollectionError(`global data map "${v.map}" has no value`);
-    return Buffer.from(val.subarray(v.offset, v.offset + v.size));
+    return this.#variable(name).get();
   }
 
-  /** Overwrite a global variable in a writable data map (.data, .bss). */
+  /** Overwrite a global variable in a writable data map (.data, .bss): `variables[name].set(value)`. */
   writeVariable(name: string, value: Uint8Array): void {
     const v = this.#variable(name);
-    if (v.readonly) throw new CollectionError(`variable "${name}" is in ${v.map}, which is frozen after load; set it on the spec before loading`);
+    if (v.readonly) throw new CollectionError(`variable "${name}" is read-only: its map is frozen after load; set it on the spec before loading`);
     if (!(value instanceof Uint8Array) || value.length !== v.size) {
       throw new TypeError(`variable "${name}" is ${v.size} bytes; got ${value instanceof Uint8Array ? value.length + ' bytes' : typeof value}`);
     }
-    const m = this.maps[v.map];
-    const cur = m.lookup(0)!;
-    cur.set(value, v.offset);
-    m.update(0, cur);
+    v.set(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   }
 
-  #variable(name: string) {
-    const v = this.spec.variables[name];
+  #variable(name: string): GlobalVariable {
+    const v = this.variables[name];
     if (!v) throw new CollectionError(`no variable "${name}" (the object has: ${Object.keys(this.spec.variables).join(', ') || 'none'})`);
     return v;
   }
@@ -360,6 +363,8 @@ export class Collection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Unmap before closing the maps: no view may outlive its mapping.
+    this.#globals?.close();
     for (const o of this.#owned.reverse()) o.close();
     this.#owned = [];
   }

@@ -50,6 +50,11 @@ export function setVariable(spec: CollectionSpec, name: string, value: VariableV
   bytes.copy(data, v.offset);
 }
 
+/** Bytes of `value` for variable `v`, by the rules of setVariable (also used for live globals). */
+export function encodeVariable(btf: Btf | undefined, v: VariableSpec, value: VariableValue): Buffer {
+  return encode(btf, v, value);
+}
+
 function encode(btf: Btf | undefined, v: VariableSpec, value: VariableValue): Buffer {
   const what = `variable ${v.name}`;
   if (Buffer.isBuffer(value)) {
