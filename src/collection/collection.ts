@@ -10,6 +10,9 @@ import { loadKernelBtf, loadBtfFile } from '../btf/kernel.js';
 import { applyCoreRelocations, CoreCandidateCache, CORE_POISON_IMM, type CoreResult } from '../btf/core.js';
 import { Externs } from './externs.js';
 import { Globals, type GlobalVariable } from './globals.js';
+import { checkBpffsPath } from '../maps/pin.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CollectionSpec, MapSpec, ProgramSpec } from '../elf/spec.js';
 import { BpfMap, mapTypeName } from '../maps/map.js';
 import { Program, programTypeName, VerifierError } from '../programs/program.js';
@@ -24,6 +27,12 @@ export interface CollectionOptions {
   logLevel?: number;
   /** Use these existing maps instead of creating the ones with the same name. Not closed by the collection. */
   mapReplacements?: Record<string, BpfMap>;
+  /**
+   * Directory (in a bpffs) for maps declared with `__uint(pinning, LIBBPF_PIN_BY_NAME)`: a map pinned
+   * there under its name is reused when compatible (an incompatible one is an error naming the
+   * difference); otherwise the new map is pinned there. Default /sys/fs/bpf (mounted when missing).
+   */
+  pinPath?: string;
   /**
    * Target BTF for CO-RE relocation: a parsed Btf or the path of a raw BTF file or an ELF with .BTF
    * (BTFHub-style, for kernels without /sys/kernel/btf). Like libbpf's btf_custom_path it affects CO-RE
@@ -146,6 +155,7 @@ export class Collection {
       }
       // 3. Maps (plus the .kconfig map when the object has kconfig externs).
       const mapSpecs = Object.values(spec.maps);
+      const reused = new Set<string>();
       if (externs.kconfigMap) mapSpecs.push(externs.kconfigMap);
       for (const ms of mapSpecs) {
         const repl = options.mapReplacements?.[ms.name];
@@ -153,12 +163,21 @@ export class Collection {
           this.maps[ms.name] = repl;
           continue;
         }
+        const pinned = ms.pinning === 'byName' ? this.#pinnedMap(ms, options.pinPath ?? '/sys/fs/bpf') : undefined;
+        if (pinned?.reused) {
+          this.maps[ms.name] = pinned.map;
+          this.#owned.push(pinned.map);
+          reused.add(ms.name);
+          continue;
+        }
         const m = this.#createMap(ms, btfFd);
         this.maps[ms.name] = m;
         this.#owned.push(m);
+        if (pinned) m.pin(pinned.path);
       }
       for (const ms of mapSpecs) {
-        if (options.mapReplacements?.[ms.name]) continue;
+        // Replaced and reused pinned maps keep the contents they have.
+        if (options.mapReplacements?.[ms.name] || reused.has(ms.name)) continue;
         this.#fillMap(ms, false);
       }
       // 4. Programs.
@@ -205,7 +224,7 @@ export class Collection {
       }
       // 5. Contents that refer to programs (prog arrays).
       for (const ms of mapSpecs) {
-        if (options.mapReplacements?.[ms.name]) continue;
+        if (options.mapReplacements?.[ms.name] || reused.has(ms.name)) continue;
         this.#fillMap(ms, true);
       }
       // 6. Live globals (after .rodata is frozen: a frozen map can only be mapped read-only).
@@ -243,7 +262,29 @@ export class Collection {
     return chosen;
   }
 
-  #createMap(ms: MapSpec, btfFd: FD | undefined): BpfMap {
+  /** The pin of a LIBBPF_PIN_BY_NAME map: an existing compatible map to reuse, or the path to pin at. */
+  #pinnedMap(ms: MapSpec, dir: string): { path: string; reused: boolean; map: BpfMap } | { path: string; reused: false; map?: undefined } {
+    const path = join(dir, ms.name);
+    checkBpffsPath(path);
+    if (!existsSync(path)) return { path, reused: false };
+    const m = BpfMap.fromPin(path);
+    const want = this.#effectiveSize(ms);
+    const diffs: string[] = [];
+    if (m.type !== ms.type) diffs.push(`type ${mapTypeName(m.type)} (want ${mapTypeName(ms.type)})`);
+    if (m.keySize !== want.keySize) diffs.push(`key size ${m.keySize} (want ${want.keySize})`);
+    if (m.valueSize !== want.valueSize) diffs.push(`value size ${m.valueSize} (want ${want.valueSize})`);
+    if (m.maxEntries !== want.maxEntries) diffs.push(`max entries ${m.maxEntries} (want ${want.maxEntries})`);
+    if (m.flags !== ms.flags) {
+      diffs.push(`flags 0x${m.flags.toString(16)} (want 0x${ms.flags.toString(16)})`);
+    }
+    if (diffs.length) {
+      m.close();
+      throw new CollectionError(`map "${ms.name}": the map pinned at ${path} is incompatible: ${diffs.join(', ')}; unpin it (rm ${path}) or fix the definition`);
+    }
+    return { path, reused: true, map: m };
+  }
+
+  #effectiveSize(ms: MapSpec): { keySize: number; valueSize: number; maxEntries: number } {
     let { keySize, valueSize, maxEntries } = ms;
     if (ms.type === BPF_MAP_TYPE.PERF_EVENT_ARRAY) {
       if (maxEntries === 0) maxEntries = possibleCpus().length;
@@ -252,6 +293,11 @@ export class Collection {
     }
     if (ms.type === BPF_MAP_TYPE.ARRAY_OF_MAPS || ms.type === BPF_MAP_TYPE.HASH_OF_MAPS) valueSize ||= 4;
     if (ms.type === BPF_MAP_TYPE.RINGBUF || ms.type === BPF_MAP_TYPE.USER_RINGBUF) maxEntries = ringbufSize(maxEntries);
+    return { keySize, valueSize, maxEntries };
+  }
+
+  #createMap(ms: MapSpec, btfFd: FD | undefined): BpfMap {
+    const { keySize, valueSize, maxEntries } = this.#effectiveSize(ms);
     let inner: BpfMap | undefined;
     try {
       if (ms.innerMap) inner = this.#createMap({ ...ms.innerMap, kernelName: ms.innerMap.kernelName || 'inner' }, btfFd);

@@ -8,6 +8,7 @@ import {
   getFdById, layoutSize, readU32, readU64, readBytesField, possibleCpus, BpfError, E,
 } from '../syscall/index.js';
 import { ClosedError, TsbpfError } from '../errors.js';
+import { checkBpffsPath, unpin } from './pin.js';
 
 export const MapType = BPF_MAP_TYPE;
 
@@ -141,6 +142,7 @@ export class BpfMap {
   }
 
   static fromPin(path: string): BpfMap {
+    checkBpffsPath(path);
     return new BpfMap(objGet(path, 0, `pinned map ${path}`));
   }
 
@@ -319,8 +321,15 @@ export class BpfMap {
     mapFreeze(this.fd, this.#ctx());
   }
 
+  /** Pin in a BPF filesystem (refused elsewhere). */
   pin(path: string): void {
+    checkBpffsPath(path);
     objPin(this.fd, path, `${this.#ctx()}: pin to ${path}`);
+  }
+
+  /** Remove the pin at `path`; returns false when there was none. The map lives on while fds remain. */
+  unpin(path: string): boolean {
+    return unpin(path);
   }
 
   /** A second handle on the same kernel map. */
@@ -338,6 +347,11 @@ export class BpfMap {
 }
 
 export { BpfMap as Map };
+
+/** The map pinned at `path` (libbpf's bpf_obj_get / cilium's LoadPinnedMap). */
+export function loadPinnedMap(path: string): BpfMap {
+  return BpfMap.fromPin(path);
+}
 
 function describe(v: unknown): string {
   if (v === null) return 'null';
