@@ -4,6 +4,7 @@ export { BpfError, SyscallError, FD, ownedFdCount, BPF_MAP_TYPE, BPF_PROG_TYPE, 
 export { Btf } from './btf/btf.js';
 export { loadKernelBtf, loadBtfFile } from './btf/kernel.js';
 export { applyCoreRelocations, type CoreResult } from './btf/core.js';
+export { Codec, codecFor, type DecodeOptions } from './btf/codec.js';
 export { Externs, ExternError } from './collection/externs.js';
 export type * from './btf/types.js';
 export { loadCollectionSpec } from './elf/index.js';

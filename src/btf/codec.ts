@@ -23,7 +23,16 @@
 // NUL (or contain one). Missing keys (or `undefined`) and missing trailing array elements encode as zero,
 // like a C initializer. Any Uint8Array/Buffer of exactly the type's size is copied as is, at any level.
 // A union takes one member, or several that agree on the bits they share (so that a decoded value
-// encodes back); none leaves it zero.
+// encodes back); none leaves it zero. A member given counts with all its bytes (its own missing fields
+// are zero), its padding excepted.
+//
+// Not every byte string survives decode → encode: padding is dropped, bools are normalized to 0/1, a
+// char array is cut at its first NUL and decoded as UTF-8 (an unterminated or non-UTF-8 one decodes,
+// but its string does not encode back: pass a Buffer). Members of a union that such a normalization
+// makes disagree are refused.
+//
+// Codecs are compiled from the types as they are when first asked for, and cached per Btf: replacing
+// a type with Btf.setType() afterwards does not change codecs already built for that Btf.
 
 import { BtfError } from '../errors.js';
 import type { Btf } from './btf.js';
@@ -226,7 +235,7 @@ function rawNode(size: number, label: string): Node {
     size,
     label,
     dec: (_dv, b, off) => Buffer.from(b.subarray(off, off + size)),
-    enc: (v) => fail(`${label} (${size} bytes) can only be given as a Buffer of ${size} bytes, got ${describe(v)}`),
+    enc: rawOr(size, label, (v) => fail(`${label} (${size} bytes) can only be given as a Buffer of ${size} bytes, got ${describe(v)}`)),
     mask: fullMask(size),
   };
 }
@@ -371,7 +380,7 @@ class Compiler {
         size,
         label,
         dec: (dv, b, off) => (t.bool ? bf.dec(dv, b, off) != 0 : bf.dec(dv, b, off)),
-        enc: rawOr(size, label, (v, out, _dv, off) => bf.enc(t.bool ? checkBool(v) : v, out, off)),
+        enc: rawOr(size, label, (v, out, _dv, off) => bf.enc(t.bool ? +checkBool(v) : v, out, off)),
         mask: () => {
           if (!m) setBits((m = new Uint8Array(size)), t.bitsOffset, t.bits);
           return m;
@@ -543,7 +552,7 @@ class Compiler {
           const v = hasOwn(src, name) ? src[name] : undefined;
           if (v === undefined) return;
           try {
-            benc(isBool ? checkBool(v) : info ? enumValue(info, v) : v, out, base);
+            benc(isBool ? +checkBool(v) : info ? enumValue(info, v) : v, out, base);
           } catch (e) {
             throw prefixed(e, '.' + name);
           }
@@ -719,15 +728,23 @@ function stringNode(count: number): Node {
     label,
     dec: (_dv, b, off) => {
       let end = off;
+      let high = 0;
       const limit = off + count;
-      while (end < limit && b[end] !== 0) end++;
-      return end === off ? '' : b.toString('utf8', off, end);
+      for (let c: number; end < limit && (c = b[end]!) !== 0; end++) high |= c;
+      if (end === off) return '';
+      // Short ASCII (comm, names): building the string here beats a call into Buffer#toString.
+      if (high < 0x80 && end - off <= 32) {
+        let s = '';
+        for (let i = off; i < end; i++) s += String.fromCharCode(b[i]!);
+        return s;
+      }
+      return b.toString('utf8', off, end);
     },
     enc: rawOr(count, label, (v, out, _dv, off) => {
       if (typeof v !== 'string') fail(`expected a string for ${label}, got ${describe(v)}`);
       if (v.includes('\0')) fail(`${describe(v)} contains a NUL, which ${label} cannot hold`);
       const n = Buffer.byteLength(v, 'utf8');
-      if (n >= count) fail(`${describe(v)} is ${n} bytes, ${label} holds at most ${Math.max(0, count - 1)} plus a NUL`);
+      if (n >= count && n > 0) fail(`${describe(v)} is ${n} bytes, ${label} holds at most ${Math.max(0, count - 1)} plus a NUL`);
       out.write(v, off, n, 'utf8');
     }),
     mask: fullMask(count),
@@ -765,13 +782,13 @@ export class Codec {
   }
 
   /** Decodes the `size` bytes at `offset` of `buf`. */
-  decode(buf: Uint8Array, offset = 0, o: DecodeOptions = {}): unknown {
+  decode(buf: Uint8Array, offset = 0, o?: DecodeOptions): unknown {
     if (!(buf instanceof Uint8Array)) throw new TypeError(`expected a Buffer or Uint8Array, got ${describe(buf)}`);
     if (!Number.isInteger(offset) || offset < 0 || offset + this.size > buf.length) {
       throw new TypeError(`cannot decode ${this.size} bytes at offset ${offset} of a ${buf.length}-byte buffer`);
     }
     const b = asBuffer(buf);
-    return this.#node.dec(new DataView(b.buffer, b.byteOffset, b.byteLength), b, offset, o.enumNames === true);
+    return this.#node.dec(new DataView(b.buffer, b.byteOffset, b.byteLength), b, offset, o?.enumNames === true);
   }
 
   /**

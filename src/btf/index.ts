@@ -11,3 +11,4 @@ export {
   VMLINUX_BTF_PATH,
 } from './kernel.js';
 export { applyCoreRelocations, CoreCandidateCache, CORE_POISON_IMM, CORE_RELO_KIND_NAMES, essentialName, type CoreResult, type CoreOptions } from './core.js';
+export { Codec, codecFor, type DecodeOptions } from './codec.js';

@@ -5,7 +5,7 @@
 
 import {
   BPF_MAP_TYPE, FD, mapCreate, mapDelete, mapFreeze, mapLookup, mapNextKey, mapUpdate, objGetInfo, objPin, objGet,
-  getFdById, layoutSize, readU32, readU64, readBytesField, possibleCpus, BpfError, E,
+  getFdById, mapPeekValue, layoutSize, readU32, readU64, readBytesField, possibleCpus, BpfError, E,
 } from '../syscall/index.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { checkBpffsPath, unpin } from './pin.js';
@@ -60,6 +60,8 @@ export interface MapCreateOptions {
   btfFd?: number;
   btfKeyTypeId?: number;
   btfValueTypeId?: number;
+  /** For STRUCT_OPS maps: the vmlinux BTF id of the `bpf_struct_ops_<name>` value type (needs btfFd too). */
+  btfVmlinuxValueTypeId?: number;
 }
 
 /** Info of any map fd. */
@@ -124,6 +126,7 @@ export class BpfMap {
         btfFd: o.btfFd,
         btfKeyTypeId: o.btfKeyTypeId,
         btfValueTypeId: o.btfValueTypeId,
+        btfVmlinuxValueTypeId: o.btfVmlinuxValueTypeId,
       },
       `map "${o.name ?? ''}" (${mapTypeName(o.type)})`,
     );
@@ -275,6 +278,32 @@ export class BpfMap {
     const k = this.#key(key);
     const v = this.#value(value);
     mapUpdate(this.fd, k, v, flags, this.#ctx());
+  }
+
+  /** Queue/stack: add `value` (flags: UpdateFlags.EXIST overwrites the oldest when full). Bloom filter: add. */
+  push(value: Uint8Array, flags = 0): void {
+    this.#checkValue(value);
+    mapUpdate(this.fd, new Uint8Array(0), value, flags, this.#ctx());
+  }
+
+  /** Queue/stack: remove and return the next value, or undefined when empty. */
+  pop(): Buffer | undefined {
+    return this.lookupAndDelete(null);
+  }
+
+  /**
+   * Queue/stack: the next value without removing it (no argument). Bloom filter: whether `value` may be
+   * in the set (false means certainly not).
+   */
+  peek(): Buffer | undefined;
+  peek(value: Uint8Array): boolean;
+  peek(value?: Uint8Array): Buffer | boolean | undefined {
+    if (value === undefined) {
+      const out = Buffer.alloc(this.valueSize);
+      return mapLookup(this.fd, new Uint8Array(0), out, 0, this.valueSize, 0, this.#ctx()) ? out : undefined;
+    }
+    this.#checkValue(value);
+    return mapPeekValue(this.fd, value, this.#ctx());
   }
 
   /** Remove `key`; returns false when it was absent. */

@@ -147,6 +147,20 @@ export function mapLookup(fd: number, key: Uint8Array, out: Buffer, outOff: numb
   return true;
 }
 
+/**
+ * Bloom filter "peek": MAP_LOOKUP_ELEM with no key, the value copied *in*. Returns false when the
+ * value is certainly absent (ENOENT).
+ */
+export function mapPeekValue(fd: number, value: Uint8Array, context?: string): boolean {
+  const c = new BpfCall(ELEM, value.length + 16);
+  const v = c.in(value);
+  c.set({ map_fd: fd, key: 0n, value: v });
+  const r = c.tryRun('MAP_LOOKUP_ELEM');
+  if (r === -E.ENOENT) return false;
+  if (r < 0) throw new BpfError('MAP_LOOKUP_ELEM', -r, context);
+  return true;
+}
+
 export function mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags: number, context?: string): void {
   const c = new BpfCall(ELEM, key.length + value.length + 16);
   const k = c.in(key);
