@@ -190,3 +190,25 @@ t.test('ring buffer sizes are rounded up to a power-of-two number of pages, like
   t.equal(ringbufSize(256 * 1024), 256 * 1024);
   t.end();
 });
+
+t.test('maps with BTF types speak JS values: get/set/decodedEntries', (t) => {
+  const ldr = new Collection(loadCollectionSpec(obj('loader.o')), { programs: [] });
+  t.teardown(() => ldr.close());
+  ldr.maps.counts.set(5, 7n);
+  t.equal(ldr.maps.counts.get(5), 7n, 'u64 values are bigint');
+  t.equal(ldr.maps.counts.get(6), undefined);
+  t.throws(() => ldr.maps.counts.set(5, 7), TypeError, 'a number for a u64 is refused');
+  ldr.maps.percpu.set(0, 3n);
+  t.same(ldr.maps.percpu.get(0), Array(ldr.maps.percpu.lookupPerCpu(0)!.length).fill(3n), 'per-CPU: one decoded value per CPU');
+
+  const rq = new Collection(loadCollectionSpec(obj('runqlat.o')), { programs: [] });
+  t.teardown(() => rq.close());
+  const slots = Array(26).fill(0);
+  slots[3] = 9;
+  rq.maps.hists.set(42, { slots: [0, 0, 0, 9], comm: 'bash' });
+  t.same(rq.maps.hists.get(42), { slots, comm: 'bash' }, 'struct hist as a JS object, char[] as a string');
+  t.same([...rq.maps.hists.decodedEntries()], [[42, { slots, comm: 'bash' }]]);
+  t.throws(() => rq.maps.hists.set(1, { slots: [2 ** 32], comm: '' }), /slots\[0\]: 4294967296 does not fit/);
+  t.throws(() => rq.maps.hists.set(1, { comm: 'x'.repeat(16) }), TypeError, 'a string that leaves no room for NUL');
+  t.end();
+});

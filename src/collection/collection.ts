@@ -175,6 +175,19 @@ export class Collection {
         this.#owned.push(m);
         if (pinned) m.pin(pinned.path);
       }
+      // JS-value access (map.get/set) for maps with BTF key/value types.
+      if (spec.btf) {
+        for (const ms of mapSpecs) {
+          const m = this.maps[ms.name];
+          if (m && (ms.keyType || ms.valueType) && ms.origin !== 'data') {
+            try {
+              m.setTypes(spec.btf, ms.keyType, ms.valueType);
+            } catch {
+              /* a type without a fixed size (or a mismatch): raw bytes only */
+            }
+          }
+        }
+      }
       for (const ms of mapSpecs) {
         // Replaced and reused pinned maps keep the contents they have.
         if (options.mapReplacements?.[ms.name] || reused.has(ms.name)) continue;

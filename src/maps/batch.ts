@@ -17,7 +17,10 @@ import { mapDelete, mapLookup, mapNextKey, mapUpdate, possibleCpus, E } from '..
 import { BatchError, batchTokenSize, isBatchRefusal, mapDeleteBatch, mapLookupBatch, mapUpdateBatch } from '../syscall/batch.js';
 import { isPerCpu, mapTypeName, type BpfMap } from './map.js';
 
-export type BatchOp = 'lookup' | 'lookupAndDelete' | 'update' | 'delete';
+export type BatchOp = 'lookup' | 'lookupAndDelete' | 'update' | 'delete' | 'updateWithFlags';
+
+/** Batch updates with BPF_NOEXIST/BPF_EXIST. */
+const UPDATE_FLAGS = 'updateWithFlags';
 
 const refusals = new Map<number, Set<BatchOp>>();
 
@@ -166,7 +169,15 @@ export function* lookupBatches(map: BpfMap, opts: LookupBatchOptions = {}): Gene
 
 /** Iterate `[key, value]` pairs by batches (values: one view per CPU for per-CPU maps). Keys and values are views. */
 export function* lookupBatch(map: BpfMap, opts: LookupBatchOptions = {}): Generator<[Buffer, Buffer | Buffer[]]> {
-  for (const chunk of lookupBatches(map, opts)) yield* chunk;
+  for (const c of lookupBatches(map, opts)) {
+    // Flat loop over the chunk's buffers: two views per element, nothing else.
+    const { keys, values, count, keySize: ks, valueStride: vs } = c;
+    if (c.perCpu) {
+      for (let i = 0; i < count; i++) yield [keys.subarray(i * ks, i * ks + ks), c.valuesPerCpu(i)];
+    } else {
+      for (let i = 0, ko = 0, vo = 0; i < count; i++, ko += ks, vo += vs) yield [keys.subarray(ko, ko + ks), values.subarray(vo, vo + vs)];
+    }
+  }
 }
 
 /** Per-key equivalent of lookupBatches (map types without batch lookups). */
@@ -301,7 +312,9 @@ export function updateBatch(map: BpfMap, keys: Uint8Array, values: Uint8Array, f
   const per = Math.max(1, Math.floor(MAX_CALL_BYTES / (ks + vs)));
   let done = 0;
   while (done < count) {
-    if (refused(map, 'update')) {
+    // Kernels up to at least 6.18 refuse BPF_NOEXIST/BPF_EXIST in batch updates (EINVAL before any element):
+    // such updates go per key, which applies the flags exactly.
+    if (refused(map, 'update') || ((flags & 3) !== 0 && refusals.get(map.type)?.has(UPDATE_FLAGS))) {
       for (; done < count; done++) {
         try {
           mapUpdate(fd, keys.subarray(done * ks, (done + 1) * ks), values.subarray(done * vs, (done + 1) * vs), flags, c);
@@ -317,6 +330,10 @@ export function updateBatch(map: BpfMap, keys: Uint8Array, values: Uint8Array, f
     } catch (e) {
       if (isBatchRefusal(e)) {
         remember(map, 'update');
+        continue;
+      }
+      if ((flags & 3) !== 0 && e instanceof BatchError && e.errnoCode === E.EINVAL && e.processed === 0) {
+        remember(map, UPDATE_FLAGS);
         continue;
       }
       throw rebase(e, done, 'MAP_UPDATE_BATCH', c);

@@ -9,6 +9,8 @@ import {
 } from '../syscall/index.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { checkBpffsPath, unpin } from './pin.js';
+import type { Btf } from '../btf/btf.js';
+import { codecFor, type Codec, type DecodeOptions } from '../btf/codec.js';
 
 export const MapType = BPF_MAP_TYPE;
 
@@ -95,6 +97,8 @@ export class BpfMap {
   #fd: FD;
   #possible: number;
   #scratchKey: Buffer;
+  #keyCodec: Codec | undefined;
+  #valueCodec: Codec | undefined;
 
   /** Take ownership of `fd`; the description is read from the kernel when not given. */
   constructor(fd: FD, desc?: { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }) {
@@ -108,6 +112,65 @@ export class BpfMap {
     this.flags = d.flags;
     this.#possible = isPerCpu(d.type) ? possibleCpus().length : 1;
     this.#scratchKey = Buffer.alloc(Math.max(this.keySize, 8));
+  }
+
+  /**
+   * Give the map BTF types for its key and value, enabling get()/set()/decodedEntries() with JS values.
+   * Collection does this for maps whose definition names `__type(key, ...)` / `__type(value, ...)`.
+   */
+  setTypes(btf: Btf, keyType?: number, valueType?: number): this {
+    const k = keyType ? codecFor(btf, keyType) : undefined;
+    const v = valueType ? codecFor(btf, valueType) : undefined;
+    if (k && k.size !== this.keySize) throw new TsbpfError(`${this.#ctx()}: BTF key type is ${k.size} bytes, the key size is ${this.keySize}`);
+    if (v && v.size !== this.valueSize) throw new TsbpfError(`${this.#ctx()}: BTF value type is ${v.size} bytes, the value size is ${this.valueSize}`);
+    this.#keyCodec = k;
+    this.#valueCodec = v;
+    return this;
+  }
+
+  /** Key and value codecs, when the map has BTF types. */
+  get codecs(): { key?: Codec; value?: Codec } {
+    return { key: this.#keyCodec, value: this.#valueCodec };
+  }
+
+  #encodeKey(key: unknown): KeyLike {
+    if (key instanceof Uint8Array || typeof key === 'number' || typeof key === 'bigint') {
+      if (!this.#keyCodec || key instanceof Uint8Array) return key as KeyLike;
+    }
+    if (!this.#keyCodec) throw new TypeError(`${this.#ctx()}: the map has no BTF key type; pass the key as a Buffer`);
+    return this.#keyCodec.encode(key);
+  }
+
+  #decodeValue(v: Buffer, o?: DecodeOptions): unknown {
+    if (!this.#valueCodec) throw new TsbpfError(`${this.#ctx()}: the map has no BTF value type; use lookup() for bytes`);
+    return this.#valueCodec.decode(v, 0, o);
+  }
+
+  /**
+   * Value of `key` as a JS value decoded by the map's BTF value type (one per CPU for per-CPU maps), or
+   * undefined. The key may be a JS value (encoded by the BTF key type), a Buffer or a number.
+   */
+  get(key: unknown, o?: DecodeOptions): unknown {
+    const k = this.#encodeKey(key);
+    if (isPerCpu(this.type)) return this.lookupPerCpu(k)?.map((b) => this.#decodeValue(b, o));
+    const v = this.lookup(k);
+    return v === undefined ? undefined : this.#decodeValue(v, o);
+  }
+
+  /** Store a JS value (encoded by the BTF value type; refused when it does not fit) at `key`. */
+  set(key: unknown, value: unknown, flags: number = UpdateFlags.ANY): void {
+    const k = this.#encodeKey(key);
+    if (!this.#valueCodec) throw new TypeError(`${this.#ctx()}: the map has no BTF value type; use update() with a Buffer`);
+    const enc = (x: unknown) => (x instanceof Uint8Array ? x : this.#valueCodec!.encode(x));
+    this.update(k, isPerCpu(this.type) && Array.isArray(value) ? value.map(enc) : enc(value), flags);
+  }
+
+  /** `[key, value]` pairs decoded through the BTF types (keys stay Buffers without a BTF key type). */
+  *decodedEntries(o?: DecodeOptions): Generator<[unknown, unknown]> {
+    for (const [k, v] of this.entries()) {
+      const key = this.#keyCodec ? this.#keyCodec.decode(k, 0, o) : k;
+      yield [key, Array.isArray(v) ? v.map((b) => this.#decodeValue(b, o)) : this.#decodeValue(v, o)];
+    }
   }
 
   /** Create a map. Errors name the map and say what the kernel refused. */
