@@ -12,6 +12,8 @@ export { getVariable, setVariable } from './elf/variables.js';
 export type { CollectionSpec, ProgramSpec, MapSpec, VariableSpec, FunctionSpec, InsnReloc, MapEntrySpec } from './elf/spec.js';
 export { BpfMap, BpfMap as Map, MapType, UpdateFlags, mapTypeName, loadPinnedMap, type MapInfo, type KeyLike } from './maps/map.js';
 export { unpin, checkBpffsPath } from './maps/pin.js';
+export { lookupBatch, lookupBatches, readAll, updateBatch, deleteBatch, BatchEntries, refusedBatchOps } from './maps/batch.js';
+export { BatchError } from './syscall/batch.js';
 export { Program, ProgramType, VerifierError, programTypeName, type ProgramInfo, type RunOptions } from './programs/program.js';
 export { Link, attachTracepoint, attachRawTracepoint, attachTracing } from './links/link.js';
 export { autoAttach, autoAttachSupport } from './links/auto.js';

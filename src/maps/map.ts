@@ -9,6 +9,7 @@ import {
 } from '../syscall/index.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { checkBpffsPath, unpin } from './pin.js';
+import { lookupBatch } from './batch.js';
 import type { Btf } from '../btf/btf.js';
 import { codecFor, type Codec, type DecodeOptions } from '../btf/codec.js';
 
@@ -396,12 +397,13 @@ export class BpfMap {
     }
   }
 
-  /** Iterate `[key, value]` pairs (values are one Buffer per CPU for per-CPU maps). */
+  /**
+   * Iterate `[key, value]` pairs (values are one Buffer per CPU for per-CPU maps). Uses batch lookups
+   * (one syscall per chunk) where the kernel offers them for this map type, per-key calls otherwise.
+   * The Buffers stay valid after the iteration moves on.
+   */
   *entries(): Generator<[Buffer, Buffer | Buffer[]]> {
-    for (const k of this.keys()) {
-      const v = isPerCpu(this.type) ? this.lookupPerCpu(k) : this.lookup(k);
-      if (v !== undefined) yield [k, v];
-    }
+    yield* lookupBatch(this, { batchSize: Math.min(Math.max(this.maxEntries, 1), 4096) });
   }
 
   [Symbol.iterator](): Generator<[Buffer, Buffer | Buffer[]]> {
