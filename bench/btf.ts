@@ -33,6 +33,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { Btf, type BtfType } from '../src/index.js';
+import { BenchFailure, compileLibbpfReference, fail, median } from './common.js';
 
 const BENCH_FILE = fileURLToPath(import.meta.url);
 const BENCH_DIR = dirname(BENCH_FILE);
@@ -59,11 +60,7 @@ const CONFIG = {
 };
 
 /** A failure of the bench's own (environment, reference, mismatch): reported without a stack, exit status 1. */
-class BenchFailure extends Error {}
 
-function fail(msg: string): never {
-  throw new BenchFailure(msg);
-}
 
 // ---------------------------------------------------------------------------------------------
 // One iteration's lookups, through tsbpf
@@ -245,29 +242,6 @@ function child(args: string[]): void {
 // ---------------------------------------------------------------------------------------------
 // The parent: the libbpf reference and the runs
 
-function compileReference(dir: string): string {
-  const out = join(dir, 'btf_ref');
-  const cc = spawnSync('gcc', ['-O2', '-Wall', join(BENCH_DIR, 'btf_ref.c'), '-lbpf', '-lelf', '-lz', '-o', out], {
-    encoding: 'utf8',
-  });
-  if (cc.error) {
-    const code = (cc.error as NodeJS.ErrnoException).code;
-    fail(code === 'ENOENT' ? 'gcc not found: the libbpf reference needs it (apt-get install gcc)' : `gcc: ${cc.error.message}`);
-  }
-  if (cc.status !== 0) {
-    const err = cc.stderr;
-    if (/bpf\/(libbpf|btf)\.h/.test(err) && /No such file/.test(err)) {
-      fail('libbpf headers (bpf/btf.h, bpf/libbpf.h) not found: apt-get install libbpf-dev\n' + err);
-    }
-    const lib = /cannot find -l(bpf|elf|z)\b/.exec(err);
-    if (lib) {
-      const pkg = { bpf: 'libbpf-dev', elf: 'libelf-dev', z: 'zlib1g-dev' }[lib[1] as 'bpf' | 'elf' | 'z'];
-      fail(`library -l${lib[1]} not found: apt-get install ${pkg}\n` + err);
-    }
-    fail(`compiling bench/btf_ref.c failed (gcc exit ${cc.status}):\n${err}`);
-  }
-  return out;
-}
 
 /** Runs one child process (the C reference, or this file with --child) and parses its JSON. */
 function runChild<T>(what: string, cmd: string, args: string[]): T {
@@ -324,11 +298,6 @@ function runTsChild<T>(script: string, args: string[]): T {
   return runChild<T>('tsbpf child', process.execPath, [script, '--child', ...args]);
 }
 
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function fmtNs(ns: number): string {
   return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1000 ? `${(ns / 1000).toFixed(1)} µs` : `${ns.toFixed(0)} ns`;
@@ -364,7 +333,7 @@ function main(): void {
   const warm: { tsbpf: WarmReport[]; libbpf: WarmReport[] } = { tsbpf: [], libbpf: [] };
   let reference = 'libbpf';
   try {
-    const bin = compileReference(dir);
+    const bin = compileLibbpfReference('btf_ref.c', dir);
     const script = transpileForChildren(dir);
     console.error(
       `bench:btf: ${CONFIG.coldRuns} cold processes per side, then ${CONFIG.warmBlocks} warm process(es) per side ` +

@@ -15,6 +15,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, MapType } from '../src/maps/map.js';
 import { lookupBatch, readAll, updateBatch } from '../src/maps/batch.js';
+import { BenchFailure, compileLibbpfReference, fail, median } from './common.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -42,33 +43,10 @@ const OPS: { op: Op; label: string; tsbpf: string; libbpf: string }[] = [
 
 type Samples = Record<Op, number[]>;
 
-class BenchFailure extends Error {}
-function fail(msg: string): never {
-  throw new BenchFailure(msg);
-}
 
 // ---------------------------------------------------------------------------------------------
 // libbpf reference
 
-function compileReference(dir: string): string {
-  const out = join(dir, 'maps_ref');
-  const cc = spawnSync('gcc', ['-O2', '-Wall', join(BENCH_DIR, 'maps_ref.c'), '-lbpf', '-lelf', '-lz', '-o', out], { encoding: 'utf8' });
-  if (cc.error) {
-    const code = (cc.error as NodeJS.ErrnoException).code;
-    fail(code === 'ENOENT' ? 'gcc not found: the libbpf reference needs it (apt-get install gcc)' : `gcc: ${cc.error.message}`);
-  }
-  if (cc.status !== 0) {
-    const err = cc.stderr;
-    if (/bpf\/(libbpf|bpf)\.h/.test(err) && /No such file/.test(err)) fail('libbpf headers not found: apt-get install libbpf-dev\n' + err);
-    const lib = /cannot find -l(bpf|elf|z)\b/.exec(err);
-    if (lib) {
-      const pkg = { bpf: 'libbpf-dev', elf: 'libelf-dev', z: 'zlib1g-dev' }[lib[1] as 'bpf' | 'elf' | 'z'];
-      fail(`library -l${lib[1]} not found: apt-get install ${pkg}\n` + err);
-    }
-    fail(`compiling bench/maps_ref.c failed (gcc exit ${cc.status}):\n${err}`);
-  }
-  return out;
-}
 
 function runReference(bin: string): { reference: string; samples: Samples } {
   const r = spawnSync(bin, [CONFIG.entries, CONFIG.batchSize, CONFIG.rounds].map(String), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
@@ -167,11 +145,6 @@ function measureTsbpf(): Samples {
 
 // ---------------------------------------------------------------------------------------------
 
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 function fmtNs(ns: number): string {
   return ns >= 100_000 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixed(0)} ns`;
@@ -185,7 +158,7 @@ function main(): void {
   let reference = 'libbpf';
   const started = new Date();
   try {
-    const bin = compileReference(dir);
+    const bin = compileLibbpfReference('maps_ref.c', dir);
     console.error(`bench:maps: ${CONFIG.entries} entries, ${CONFIG.blocks} block(s) per side, ${CONFIG.rounds} round(s) each (+ warm-up)`);
     const runTs = (): void => void ts.push(measureTsbpf());
     const runRef = (): void => {

@@ -15,6 +15,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Collection, loadCollectionSpec } from '../src/index.js';
+import { BenchFailure, compileLibbpfReference, fail, median } from './common.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH_DIR, '..');
@@ -58,39 +59,11 @@ interface Measurement {
   samples: Record<Op, number[]>;
 }
 
-/** A failure of the bench's own (environment, reference): reported without a stack, exit status 1. */
-class BenchFailure extends Error {}
 
-function fail(msg: string): never {
-  throw new BenchFailure(msg);
-}
 
 // ---------------------------------------------------------------------------------------------
 // The libbpf reference
 
-function compileReference(dir: string): string {
-  const out = join(dir, 'ref');
-  const cc = spawnSync('gcc', ['-O2', '-Wall', join(BENCH_DIR, 'ref.c'), '-lbpf', '-lelf', '-lz', '-o', out], {
-    encoding: 'utf8',
-  });
-  if (cc.error) {
-    const code = (cc.error as NodeJS.ErrnoException).code;
-    fail(code === 'ENOENT' ? 'gcc not found: the libbpf reference needs it (apt-get install gcc)' : `gcc: ${cc.error.message}`);
-  }
-  if (cc.status !== 0) {
-    const err = cc.stderr;
-    if (/bpf\/(libbpf|bpf)\.h/.test(err) && /No such file/.test(err)) {
-      fail('libbpf headers (bpf/bpf.h, bpf/libbpf.h) not found: apt-get install libbpf-dev\n' + err);
-    }
-    const lib = /cannot find -l(bpf|elf|z)\b/.exec(err);
-    if (lib) {
-      const pkg = { bpf: 'libbpf-dev', elf: 'libelf-dev', z: 'zlib1g-dev' }[lib[1] as 'bpf' | 'elf' | 'z'];
-      fail(`library -l${lib[1]} not found: apt-get install ${pkg}\n` + err);
-    }
-    fail(`compiling bench/ref.c failed (gcc exit ${cc.status}):\n${err}`);
-  }
-  return out;
-}
 
 function runReference(bin: string): Measurement & { reference: string } {
   // ref.c also prints its own per-block medians (ns_per_op); the pooled samples are what count.
@@ -131,11 +104,6 @@ function measure(iters: number, round: (n: number) => void): number[] {
   return samples;
 }
 
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** Keeps results observable. */
 export let sink = 0;
@@ -208,7 +176,7 @@ function main(): void {
   let reference = 'libbpf';
   const started = new Date();
   try {
-    const bin = compileReference(dir);
+    const bin = compileLibbpfReference('ref.c', dir);
     console.error(
       `bench: ${CONFIG.blocks} block(s) per side, each ${CONFIG.rounds} rounds (+${CONFIG.warmupRounds} warm-up) of ` +
         `${CONFIG.loadIters} loads, ${CONFIG.opIters} lookups, ${CONFIG.opIters} updates, ${CONFIG.runIters} test runs`,
