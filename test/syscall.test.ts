@@ -1,5 +1,8 @@
 import t from 'tap';
 import { readdirSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from './helpers/env.js';
 import {
   mapCreate, mapUpdate, mapLookup, mapDelete, mapNextKey, BpfError, BPF_MAP_TYPE, FD, ownedFdCount,
   perfEventOpen, PERF_TYPE, PERF_COUNT_SW, mmap, PROT_READ, ensureTracefs, possibleCpus, parseCpuList, eventfd,
@@ -98,5 +101,14 @@ t.test('misc', (t) => {
   t.same(epollWait(ep.value, 4, 0), [0x1234_5678_9abcn], 'eventfd ready, user data round-trips');
   e.close();
   ep.close();
+  t.end();
+});
+
+t.test('an fd the kernel numbers 0 is moved: tsbpf never holds fd 0', (t) => {
+  const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a === '--enable-source-maps');
+  const r = spawnSync(process.execPath, [...nodeArgs, join(ROOT, 'test', 'helpers', 'fd0-child.ts')], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 0, r.stderr);
+  const { fd } = JSON.parse(r.stdout) as { fd: number };
+  t.ok(fd > 0, `map fd is ${fd}, not 0`);
   t.end();
 });
