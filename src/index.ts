@@ -19,3 +19,4 @@ export { Link, attachTracepoint, attachRawTracepoint, attachTracing } from './li
 export { autoAttach, autoAttachSupport } from './links/auto.js';
 export { Collection, CollectionError, type CollectionOptions } from './collection/collection.js';
 export { GlobalVariable } from './collection/globals.js';
+export * from './ringbuf/index.js';

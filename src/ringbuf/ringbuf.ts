@@ -1,0 +1,393 @@
+// BPF ring buffer (BPF_MAP_TYPE_RINGBUF) reader.
+//
+// Layout of a ring of `size` bytes (a power of two, a multiple of the page size), as the kernel maps it:
+//   offset 0, one page, read-write:   consumer page; u64 consumer_pos at byte 0 (we write it)
+//   offset PAGE, read-only:           producer page; u64 producer_pos at byte 0 (the kernel writes it),
+//                                     then the data area mapped twice in a row (2 × size), so a record
+//                                     that wraps around the end of the ring reads as one contiguous range.
+// A record at position p (p mod size in the data area) is an 8-byte header, u32 length with BUSY (bit 31,
+// reserved but not committed yet) and DISCARD (bit 30) and a u32 page offset for the kernel, followed by
+// `length` bytes of data rounded up to 8.
+//
+// Memory: the mappings are read through typed arrays and Buffers that never leave this module, except the
+// record views handed to `read()` callbacks (valid only during the callback; see read()). Writing the
+// producer side (read-only) or touching a view after munmap kills the process (SIGSEGV), so: nothing here
+// writes outside the consumer position, and close() drops every internal view before unmapping, deferring
+// the unmap until a read in progress has returned.
+
+import { BpfMap, MapType, mapTypeName } from '../maps/map.js';
+import { mmap, pageSize, PROT_READ, PROT_WRITE, type Mapping } from '../syscall/os.js';
+import { FD } from '../syscall/fd.js';
+import { NR, rawSyscall3 } from '../syscall/native.js';
+import { SyscallError } from '../syscall/errors.js';
+import { ClosedError, TsbpfError } from '../errors.js';
+import { acquireWaiter, type Waiter } from './waiter.js';
+
+const BUSY = 0x80000000;
+const DISCARD = 0x40000000;
+const LEN_MASK = 0x3fffffff;
+const HDR = 8;
+const F_DUPFD_CLOEXEC = 1030n;
+
+/** A record callback. `record` is a view into the ring, valid only until the callback returns (unless `copy`). */
+export type RecordCallback = (record: Buffer, ring: number) => void;
+
+export interface RingBufReaderOptions {
+  /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+export interface ReadOptions {
+  /** Hand the callback a copy it may keep, instead of a view into the ring. */
+  copy?: boolean;
+  /** Stop after this many records (the rest stays in the ring for the next read). Default: everything. */
+  max?: number;
+}
+
+export interface IterateOptions {
+  /** Aborting ends this iteration with `signal.reason` (the reader stays open). */
+  signal?: AbortSignal;
+  /** Records read (and copied) per pull when the iterator's queue is empty. Default 256. */
+  batch?: number;
+}
+
+interface Ring {
+  readonly index: number;
+  readonly name: string;
+  readonly size: number;
+  readonly fd: FD;
+  readonly consumer: Mapping;
+  readonly producer: Mapping;
+  /** consumer_pos (RW page). */
+  consPos: BigInt64Array | undefined;
+  /** producer_pos (RO page). */
+  prodPos: BigInt64Array | undefined;
+  /** Record headers: the data area (2 × size) as u32 words. */
+  hdr: Uint32Array | undefined;
+  /** The data area (2 × size) as bytes. */
+  data: Buffer | undefined;
+  waitId: number;
+}
+
+function dupFd(fd: number, what: string): FD {
+  const d = rawSyscall3(NR.fcntl, BigInt(fd), F_DUPFD_CLOEXEC, 1n);
+  if (d < 0) throw new SyscallError('fcntl', 'F_DUPFD_CLOEXEC', -d, what);
+  return new FD(d);
+}
+
+/**
+ * Reads records from one or more BPF ring buffers, with one wait for all of them.
+ *
+ * ```ts
+ * using reader = new RingBufReader(coll.maps.events);
+ * reader.read((rec) => handle(rec));            // drain what is there now, synchronously
+ * for await (const rec of reader) handle(rec);  // copies; waits without blocking Node
+ * ```
+ *
+ * Records of one ring arrive in ring order; across rings, each read drains the rings in the order given.
+ * Close the reader (or `using` it): an unclosed reader keeps its mappings and the waiter registration.
+ * A ring has one consumer position: two readers over the same ring would steal each other's records.
+ */
+export class RingBufReader {
+  readonly #rings: Ring[] = [];
+  #waiter: Waiter | undefined;
+  #closed = false;
+  #reading = 0;
+  #released = false;
+  /** A wakeup arrived while nobody was waiting. */
+  #signalled = false;
+  #waits = new Set<(err?: unknown) => void>();
+  #abortReason: unknown;
+  #failure: Error | undefined;
+  #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
+
+  constructor(maps: BpfMap | readonly BpfMap[], options: RingBufReaderOptions = {}) {
+    const list = Array.isArray(maps) ? maps : [maps as BpfMap];
+    if (list.length === 0) throw new TypeError('RingBufReader: no ring buffer map given');
+    const page = pageSize();
+    try {
+      list.forEach((map, index) => {
+        if (!(map instanceof BpfMap)) throw new TypeError(`RingBufReader: argument ${index} is not a BpfMap`);
+        if (map.type !== MapType.RINGBUF) {
+          throw new TypeError(`RingBufReader: map "${map.name}" is ${mapTypeName(map.type)}, not RINGBUF`);
+        }
+        const size = map.maxEntries;
+        if (size <= 0 || size & (size - 1) || size % page) throw new TsbpfError(`RingBufReader: map "${map.name}" has a bad ring size ${size}`);
+        // Our own fd: the user may close the map while reading; the mappings hold the map alive anyway.
+        const fd = dupFd(map.fd, `ring buffer "${map.name}"`);
+        let consumer: Mapping | undefined;
+        try {
+          consumer = mmap(fd.value, page, PROT_READ | PROT_WRITE, 0, `ring buffer "${map.name}": consumer page`);
+          const producer = mmap(fd.value, page + 2 * size, PROT_READ, page, `ring buffer "${map.name}": producer page and data`);
+          const cv = consumer.view;
+          const pv = producer.view;
+          this.#rings.push({
+            index,
+            name: map.name,
+            size,
+            fd,
+            consumer,
+            producer,
+            consPos: new BigInt64Array(cv.buffer, cv.byteOffset, 1),
+            prodPos: new BigInt64Array(pv.buffer, pv.byteOffset, 1),
+            hdr: new Uint32Array(pv.buffer, pv.byteOffset + page, (2 * size) / 4),
+            data: pv.subarray(page, page + 2 * size),
+            waitId: 0,
+          });
+        } catch (e) {
+          consumer?.unmap();
+          fd.close();
+          throw e;
+        }
+      });
+      const waiter = acquireWaiter();
+      this.#waiter = waiter;
+      for (const r of this.#rings) {
+        r.waitId = waiter.add(r.fd.value, {
+          ready: () => this.#ready(),
+          failed: (err) => {
+            this.#failure = err;
+            this.#ready();
+          },
+        });
+      }
+    } catch (e) {
+      this.#closed = true;
+      this.#release();
+      throw e;
+    }
+    if (options.signal) {
+      const signal = options.signal;
+      this.#signal = signal;
+      this.#onAbort = () => {
+        this.#abortReason = signal.reason;
+        this.close();
+      };
+      if (signal.aborted) this.#onAbort();
+      else signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Number of ring buffers read. */
+  get rings(): number {
+    return this.#rings.length;
+  }
+
+  /**
+   * Deliver every committed record available now (or up to `max`), synchronously, and return how many.
+   * Never waits. Without `copy`, `record` is a view into the ring valid only during the callback: the
+   * space is handed back to the kernel right after, and after close() the memory is unmapped (touching
+   * a kept view then would crash the process). Copy what you keep (`Buffer.from(record)`), or pass
+   * `copy: true`. A callback that throws stops the read; records up to and including it are consumed.
+   * Calling close() from a callback is allowed (the read stops); calling read() from one is not.
+   */
+  read(callback: RecordCallback, options: ReadOptions = {}): number {
+    if (typeof callback !== 'function') throw new TypeError('RingBufReader.read: callback must be a function');
+    this.#check();
+    const copy = options.copy === true;
+    const max = options.max ?? Infinity;
+    return this.#drain(max, (r, start, len) => {
+      const data = r.data!;
+      if (copy) {
+        const out = Buffer.allocUnsafe(len);
+        data.copy(out, 0, start, start + len);
+        callback(out, r.index);
+      } else {
+        callback(data.subarray(start, start + len), r.index);
+      }
+    });
+  }
+
+  /**
+   * Wait until new records may be available (resolves at once if a wakeup came in since the last read),
+   * without blocking Node or holding a threadpool thread. Resolves on close(); rejects when `signal`
+   * aborts. Wakeups can be spurious: read() may then find nothing.
+   */
+  wait(options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      this.#check();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#wait(options.signal);
+  }
+
+  /** Records as copies, reading the next batch only when the consumer pulls. */
+  async *records(options: IterateOptions = {}): AsyncGenerator<Buffer, void, undefined> {
+    const { signal } = options;
+    const batch = options.batch ?? 256;
+    if (!(Number.isInteger(batch) && batch > 0)) throw new TypeError('RingBufReader.records: batch must be a positive integer');
+    const queue: Buffer[] = [];
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#abortReason !== undefined) throw this.#abortReason;
+      if (this.#failure) throw this.#failure;
+      if (this.#closed) return;
+      queue.length = 0;
+      this.#drain(batch, (r, start, len) => {
+        const out = Buffer.allocUnsafe(len);
+        r.data!.copy(out, 0, start, start + len);
+        queue.push(out);
+      });
+      if (queue.length > 0) {
+        // Back-pressure: nothing more is read until the consumer has taken all of these.
+        for (let i = 0; i < queue.length; i++) yield queue[i];
+        continue;
+      }
+      await this.#wait(signal);
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    return this.records();
+  }
+
+  /** Idempotent. Wakes pending waits (iterators end), unregisters from the waiter, unmaps, closes fds. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
+    for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
+    for (const w of [...this.#waits]) w();
+    if (this.#reading === 0) this.#release();
+    // else: the read in progress releases when it returns (its loop stops at the next record).
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  #check(): void {
+    if (this.#closed) {
+      if (this.#abortReason !== undefined) throw this.#abortReason;
+      throw new ClosedError('ring buffer reader is closed');
+    }
+  }
+
+  #ready(): void {
+    if (this.#waits.size === 0) {
+      this.#signalled = true;
+      return;
+    }
+    for (const w of [...this.#waits]) w();
+  }
+
+  #wait(signal?: AbortSignal): Promise<void> {
+    if (this.#closed || this.#failure) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#signalled) {
+      this.#signalled = false;
+      return Promise.resolve();
+    }
+    const waiter = this.#waiter!;
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: unknown): void => {
+        this.#waits.delete(done);
+        signal?.removeEventListener('abort', onAbort);
+        waiter.waitEnd();
+        if (err !== undefined) reject(err);
+        else resolve();
+      };
+      const onAbort = (): void => done(signal!.reason);
+      this.#waits.add(done);
+      waiter.waitStart();
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Visit up to `max` committed records across the rings; returns how many were visited. Per ring, the
+   * consumer position is stored once per batch (a batch = the records below one producer_pos load).
+   */
+  #drain(max: number, visit: (r: Ring, start: number, len: number) => void): number {
+    if (this.#reading) throw new TsbpfError('RingBufReader: read() called from a record callback');
+    // A wakeup that arrived before this drain is answered by it.
+    this.#signalled = false;
+    this.#reading++;
+    let n = 0;
+    try {
+      for (const r of this.#rings) {
+        if (n >= max || this.#closed) break;
+        n += this.#drainRing(r, max - n, visit);
+      }
+    } finally {
+      this.#reading--;
+      if (this.#closed) this.#release();
+    }
+    return n;
+  }
+
+  #drainRing(r: Ring, max: number, visit: (r: Ring, start: number, len: number) => void): number {
+    const consPos = r.consPos!;
+    const prodPos = r.prodPos!;
+    const hdr = r.hdr!;
+    const size = r.size;
+    let n = 0;
+    // Only we write consumer_pos; the atomic load is for a single untorn 64-bit read, not for ordering.
+    // Positions grow forever as u64; as doubles they stay exact up to 2^53 bytes (8 PiB) of traffic.
+    let cons = Number(Atomics.load(consPos, 0));
+    for (;;) {
+      // ACQUIRE: pairs with the kernel's release store of producer_pos when it reserves. Every record
+      // below this position has its header written (BUSY until committed) before we can see it.
+      const prod = Number(Atomics.load(prodPos, 0));
+      const start = cons;
+      let busy = false;
+      try {
+        while (cons < prod && n < max && !this.#closed) {
+          const off = cons % size;
+          // ACQUIRE: pairs with the kernel's commit, an atomic exchange (full barrier) that clears BUSY
+          // after the producer wrote the data: once we see BUSY clear, the data reads below are ordered
+          // after it and see the committed bytes.
+          const len = Atomics.load(hdr, off >>> 2);
+          if (len & BUSY) {
+            // Reserved, not committed yet: stop here. Records behind it may be committed, but order is
+            // kept and the kernel wakes us (edge) when this one commits, since we stop exactly at it.
+            busy = true;
+            break;
+          }
+          const dlen = len & LEN_MASK;
+          // Advance before visiting, so a callback that throws leaves its record consumed.
+          cons += HDR + ((dlen + 7) & ~7);
+          if ((len & DISCARD) === 0) {
+            n++;
+            visit(r, off + HDR, dlen);
+          }
+        }
+      } finally {
+        if (cons !== start) {
+          // RELEASE (seq-cst store): our reads of the freed records happen before the kernel, which
+          // acquire-loads consumer_pos when reserving, can hand the space to a new record. One store per
+          // batch. Being seq-cst it is also ordered before the producer_pos reload below (store→load).
+          Atomics.store(consPos, 0, BigInt(cons));
+        }
+      }
+      if (busy || n >= max || this.#closed || cons === start) return n;
+      // A record committed after our producer_pos load but before the store above saw the old consumer
+      // position and did not wake us (the kernel wakes only when committing at consumer_pos): look again.
+    }
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    for (const r of this.#rings) {
+      // Drop every view over the mappings first: nothing in this reader may touch them after munmap.
+      r.consPos = undefined;
+      r.prodPos = undefined;
+      r.hdr = undefined;
+      r.data = undefined;
+      r.producer.unmap();
+      r.consumer.unmap();
+      r.fd.close();
+    }
+  }
+}
