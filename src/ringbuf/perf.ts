@@ -1,0 +1,456 @@
+// Perf event array (BPF_MAP_TYPE_PERF_EVENT_ARRAY) reader.
+//
+// For every online CPU (of the possible ones, below the map's max_entries) we open a software
+// PERF_COUNT_SW_BPF_OUTPUT event with sample_type PERF_SAMPLE_RAW, mmap 1 + 2^n pages read-write and store the
+// event's fd in the map at key `cpu`, where bpf_perf_event_output(..., BPF_F_CURRENT_CPU, ...) finds it.
+//
+// Layout of one mapping: page 0 is struct perf_event_mmap_page (data_head written by the kernel, data_tail
+// written by us, data_offset/data_size), then the data area of `size` bytes (a power of two), mapped once:
+// a record that wraps around the end of the area is copied into a scratch buffer. Records are 8-byte aligned
+// and start with struct perf_event_header { u32 type; u16 misc; u16 size }, so a header never wraps.
+//   PERF_RECORD_SAMPLE: header, u32 raw size, raw bytes (the raw size includes up to 7 bytes of padding
+//                       the kernel adds so that u32 + data is a multiple of 8).
+//   PERF_RECORD_LOST:   header, u64 id, u64 lost (samples dropped because the ring was full).
+//
+// The map's user fds hold the stored perf fds: when the last one is closed the kernel clears the entries.
+// The reader keeps its own dup of the map fd until close().
+//
+// Memory: as in ringbuf.ts, views over the mappings never leave this module except the record views handed
+// to read() callbacks (valid during the callback only); close() drops them before unmapping, and defers the
+// unmap while a read is in progress.
+
+import { BpfMap, MapType, mapTypeName } from '../maps/map.js';
+import {
+  mmap, pageSize, perfEventOpen, ioctl, onlineCpus, possibleCpus, PROT_READ, PROT_WRITE, PERF_EVENT_IOC, type Mapping,
+} from '../syscall/os.js';
+import { PERF_TYPE, PERF_COUNT_SW, PERF_SAMPLE, PERF_RECORD, LAYOUTS } from '../syscall/kernel-defs.generated.js';
+import { FD } from '../syscall/fd.js';
+import { NR, rawSyscall3 } from '../syscall/native.js';
+import { SyscallError } from '../syscall/errors.js';
+import { ClosedError, TsbpfError } from '../errors.js';
+import { acquireWaiter, type Waiter } from './waiter.js';
+
+const F_DUPFD_CLOEXEC = 1030n;
+const PAGE_FIELDS = LAYOUTS.perf_event_mmap_page.fields;
+const HEAD_OFF = PAGE_FIELDS.data_head[0];
+const TAIL_OFF = PAGE_FIELDS.data_tail[0];
+const DATA_OFFSET_OFF = PAGE_FIELDS.data_offset[0];
+const DATA_SIZE_OFF = PAGE_FIELDS.data_size[0];
+
+/** A sample callback. `record` is a view valid only until the callback returns (unless `copy`). */
+export type PerfRecordCallback = (record: Buffer, cpu: number) => void;
+
+export interface PerfReaderOptions {
+  /** Data pages per CPU, a power of two. Default 8. */
+  pagesPerCpu?: number;
+  /** Wake up after this many samples (default 1). Ignored when `watermark` is given. */
+  wakeupEvents?: number;
+  /** Wake up when at least this many bytes are in a ring (instead of `wakeupEvents`). */
+  watermark?: number;
+  /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+export interface PerfReadOptions {
+  /** Hand the callback a copy it may keep, instead of a view into the ring. */
+  copy?: boolean;
+  /** Stop after this many samples (the rest stays in the rings). Default: everything. */
+  max?: number;
+}
+
+export interface PerfIterateOptions {
+  /** Aborting ends this iteration with `signal.reason` (the reader stays open). */
+  signal?: AbortSignal;
+  /** Samples read (and copied) per pull when the iterator's queue is empty. Default 256. */
+  batch?: number;
+}
+
+export interface PerfSample {
+  cpu: number;
+  /** A copy of the raw sample (including the kernel's padding, up to 7 bytes). */
+  data: Buffer;
+}
+
+interface CpuRing {
+  readonly cpu: number;
+  readonly fd: FD;
+  readonly mapping: Mapping;
+  readonly size: number;
+  /** data_head and data_tail as one BigInt64Array: [0] head (kernel writes), [1] tail (we write). */
+  pos: BigInt64Array | undefined;
+  /** The data area. */
+  data: Buffer | undefined;
+  waitId: number;
+  lost: number;
+}
+
+function dupFd(fd: number, what: string): FD {
+  const d = rawSyscall3(NR.fcntl, BigInt(fd), F_DUPFD_CLOEXEC, 1n);
+  if (d < 0) throw new SyscallError('fcntl', 'F_DUPFD_CLOEXEC', -d, what);
+  return new FD(d);
+}
+
+/**
+ * Reads samples that BPF programs emit with bpf_perf_event_output() into a PERF_EVENT_ARRAY map.
+ *
+ * ```ts
+ * using reader = new PerfReader(coll.maps.events);
+ * reader.read((rec, cpu) => handle(rec, cpu));         // drain now, synchronously
+ * for await (const { cpu, data } of reader) handle(data, cpu);
+ * ```
+ *
+ * Samples of one CPU arrive in order; there is no order across CPUs. `lost` counts the samples the kernel
+ * dropped because a ring was full (reported by the kernel once space is free again).
+ */
+export class PerfReader {
+  readonly #rings: CpuRing[] = [];
+  readonly #map: BpfMap;
+  #mapFd: FD | undefined;
+  #waiter: Waiter | undefined;
+  #closed = false;
+  #reading = 0;
+  #released = false;
+  #signalled = false;
+  #waits = new Set<(err?: unknown) => void>();
+  #abortReason: unknown;
+  #failure: Error | undefined;
+  #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
+  #scratch = Buffer.alloc(0);
+  #lost = 0;
+
+  constructor(map: BpfMap, options: PerfReaderOptions = {}) {
+    if (!(map instanceof BpfMap)) throw new TypeError('PerfReader: argument is not a BpfMap');
+    if (map.type !== MapType.PERF_EVENT_ARRAY) {
+      throw new TypeError(`PerfReader: map "${map.name}" is ${mapTypeName(map.type)}, not PERF_EVENT_ARRAY`);
+    }
+    const pages = options.pagesPerCpu ?? 8;
+    if (!(Number.isInteger(pages) && pages > 0 && (pages & (pages - 1)) === 0)) {
+      throw new TypeError(`PerfReader: pagesPerCpu must be a power of two, got ${pages}`);
+    }
+    const wakeupEvents = options.wakeupEvents ?? 1;
+    if (!(Number.isInteger(wakeupEvents) && wakeupEvents > 0)) throw new TypeError('PerfReader: wakeupEvents must be a positive integer');
+    const page = pageSize();
+    const wm = options.watermark;
+    if (wm !== undefined && !(Number.isInteger(wm) && wm > 0 && wm <= pages * page)) {
+      throw new TypeError(`PerfReader: watermark must be between 1 and ${pages * page} bytes`);
+    }
+    this.#map = map;
+    try {
+      this.#mapFd = dupFd(map.fd, `perf event array "${map.name}"`);
+      const online = new Set(onlineCpus());
+      const value = Buffer.alloc(4);
+      for (const cpu of possibleCpus()) {
+        // perf_event_open on an offline CPU fails (ENODEV); a key beyond max_entries cannot be stored.
+        if (!online.has(cpu) || cpu >= map.maxEntries) continue;
+        const what = `perf event array "${map.name}" cpu ${cpu}`;
+        const fd = perfEventOpen({
+          type: PERF_TYPE.SOFTWARE,
+          config: PERF_COUNT_SW.BPF_OUTPUT,
+          sample_type: PERF_SAMPLE.RAW,
+          sample_period: 1,
+          disabled: true,
+          ...(wm !== undefined ? { watermark: true, wakeup_watermark: wm } : { wakeup_events: wakeupEvents }),
+        }, -1, cpu, -1, 0n, what);
+        let mapping: Mapping;
+        try {
+          mapping = mmap(fd.value, (1 + pages) * page, PROT_READ | PROT_WRITE, 0, what);
+        } catch (e) {
+          fd.close();
+          throw e;
+        }
+        const v = mapping.view;
+        const dataOff = Number(v.readBigUInt64LE(DATA_OFFSET_OFF)) || page;
+        const size = Number(v.readBigUInt64LE(DATA_SIZE_OFF)) || pages * page;
+        const ring: CpuRing = {
+          cpu,
+          fd,
+          mapping,
+          size,
+          pos: new BigInt64Array(v.buffer, v.byteOffset + HEAD_OFF, 2),
+          data: v.subarray(dataOff, dataOff + size),
+          waitId: 0,
+          lost: 0,
+        };
+        this.#rings.push(ring);
+        value.writeUInt32LE(fd.value, 0);
+        map.update(cpu, value);
+        ioctl(fd.value, PERF_EVENT_IOC.ENABLE, 0, what);
+      }
+      if (this.#rings.length === 0) throw new TsbpfError(`PerfReader: no online CPU below max_entries of "${map.name}"`);
+      if (HEAD_OFF + 8 !== TAIL_OFF) throw new TsbpfError('PerfReader: unexpected perf_event_mmap_page layout');
+      const waiter = acquireWaiter();
+      this.#waiter = waiter;
+      for (const r of this.#rings) {
+        r.waitId = waiter.add(r.fd.value, {
+          ready: () => this.#ready(),
+          failed: (err) => {
+            this.#failure = err;
+            this.#ready();
+          },
+        });
+      }
+    } catch (e) {
+      this.#closed = true;
+      for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
+      this.#release();
+      throw e;
+    }
+    if (options.signal) {
+      const signal = options.signal;
+      this.#signal = signal;
+      this.#onAbort = () => {
+        this.#abortReason = signal.reason;
+        this.close();
+      };
+      if (signal.aborted) this.#onAbort();
+      else signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** CPUs read, in order. */
+  get cpus(): number[] {
+    return this.#rings.map((r) => r.cpu);
+  }
+
+  /** Samples the kernel reported lost (ring full), all CPUs. */
+  get lost(): number {
+    return this.#lost;
+  }
+
+  /** Samples reported lost, per CPU. */
+  get lostPerCpu(): Record<number, number> {
+    const out: Record<number, number> = {};
+    for (const r of this.#rings) out[r.cpu] = r.lost;
+    return out;
+  }
+
+  /**
+   * Deliver every sample available now (or up to `max`), synchronously; returns how many. Never waits.
+   * Without `copy`, `record` is valid only during the callback (copy what you keep). A callback that
+   * throws stops the read; samples up to and including it are consumed.
+   */
+  read(callback: PerfRecordCallback, options: PerfReadOptions = {}): number {
+    if (typeof callback !== 'function') throw new TypeError('PerfReader.read: callback must be a function');
+    this.#check();
+    const copy = options.copy === true;
+    return this.#drain(options.max ?? Infinity, (buf, start, len, cpu) => {
+      if (copy) {
+        const out = Buffer.allocUnsafe(len);
+        buf.copy(out, 0, start, start + len);
+        callback(out, cpu);
+      } else {
+        callback(buf.subarray(start, start + len), cpu);
+      }
+    });
+  }
+
+  /** Wait until samples may be available, without blocking Node. Resolves on close(); rejects on abort. */
+  wait(options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      this.#check();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#wait(options.signal);
+  }
+
+  /** Samples as copies, read in batches as the consumer pulls. */
+  async *samples(options: PerfIterateOptions = {}): AsyncGenerator<PerfSample, void, undefined> {
+    const { signal } = options;
+    const batch = options.batch ?? 256;
+    if (!(Number.isInteger(batch) && batch > 0)) throw new TypeError('PerfReader.samples: batch must be a positive integer');
+    const queue: PerfSample[] = [];
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#abortReason !== undefined) throw this.#abortReason;
+      if (this.#failure) throw this.#failure;
+      if (this.#closed) return;
+      queue.length = 0;
+      this.#drain(batch, (buf, start, len, cpu) => {
+        const data = Buffer.allocUnsafe(len);
+        buf.copy(data, 0, start, start + len);
+        queue.push({ cpu, data });
+      });
+      if (queue.length > 0) {
+        // Back-pressure: nothing more is read until the consumer has taken these.
+        for (let i = 0; i < queue.length; i++) yield queue[i];
+        continue;
+      }
+      await this.#wait(signal);
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<PerfSample, void, undefined> {
+    return this.samples();
+  }
+
+  /**
+   * Idempotent. Wakes pending waits, unregisters from the waiter, deletes the map entries (if the map is
+   * still open), unmaps, closes the perf fds and the reader's map fd.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
+    for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
+    for (const w of [...this.#waits]) w();
+    if (this.#reading === 0) this.#release();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  #check(): void {
+    if (this.#closed) {
+      if (this.#abortReason !== undefined) throw this.#abortReason;
+      throw new ClosedError('perf reader is closed');
+    }
+  }
+
+  #ready(): void {
+    if (this.#waits.size === 0) {
+      this.#signalled = true;
+      return;
+    }
+    for (const w of [...this.#waits]) w();
+  }
+
+  #wait(signal?: AbortSignal): Promise<void> {
+    if (this.#closed || this.#failure) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#signalled) {
+      this.#signalled = false;
+      return Promise.resolve();
+    }
+    const waiter = this.#waiter!;
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: unknown): void => {
+        this.#waits.delete(done);
+        signal?.removeEventListener('abort', onAbort);
+        waiter.waitEnd();
+        if (err !== undefined) reject(err);
+        else resolve();
+      };
+      const onAbort = (): void => done(signal!.reason);
+      this.#waits.add(done);
+      waiter.waitStart();
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #drain(max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
+    if (this.#reading) throw new TsbpfError('PerfReader: read() called from a record callback');
+    this.#signalled = false;
+    this.#reading++;
+    let n = 0;
+    try {
+      for (const r of this.#rings) {
+        if (n >= max || this.#closed) break;
+        n += this.#drainRing(r, max - n, visit);
+      }
+    } finally {
+      this.#reading--;
+      if (this.#closed) this.#release();
+    }
+    return n;
+  }
+
+  #drainRing(r: CpuRing, max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
+    const pos = r.pos!;
+    const data = r.data!;
+    const size = r.size;
+    let n = 0;
+    // Only we write data_tail; the atomic load is for an untorn 64-bit read, not for ordering. Positions
+    // grow forever as u64; as doubles they stay exact up to 2^53 bytes of traffic.
+    let tail = Number(Atomics.load(pos, 1));
+    for (;;) {
+      // ACQUIRE: pairs with the kernel's release of data_head (smp_store_release in perf_output_put_handle,
+      // after the record bytes are written): every record below head is complete when we read it.
+      const head = Number(Atomics.load(pos, 0));
+      const start = tail;
+      try {
+        while (tail < head && n < max && !this.#closed) {
+          const off = tail % size;
+          // The header is 8 bytes at an 8-aligned offset: it never wraps.
+          const type = data.readUInt32LE(off);
+          const len = data.readUInt16LE(off + 6);
+          if (len < 8 || len > head - tail) {
+            // Corrupt: skip everything we were given rather than loop on garbage.
+            tail = head;
+            throw new TsbpfError(`PerfReader: corrupt record on cpu ${r.cpu}: size ${len}`);
+          }
+          let buf = data;
+          let base = off;
+          if (off + len > size) {
+            // Wraps around the end of the data area: copy both parts into the scratch buffer.
+            if (this.#scratch.length < len) this.#scratch = Buffer.alloc(Math.max(len, 2 * this.#scratch.length, 256));
+            const first = size - off;
+            data.copy(this.#scratch, 0, off, size);
+            data.copy(this.#scratch, first, 0, len - first);
+            buf = this.#scratch;
+            base = 0;
+          }
+          // Advance before visiting, so a callback that throws leaves its record consumed.
+          tail += len;
+          if (type === PERF_RECORD.SAMPLE) {
+            if (len < 12) continue;
+            const raw = Math.min(buf.readUInt32LE(base + 8), len - 12);
+            n++;
+            visit(buf, base + 12, raw, r.cpu);
+          } else if (type === PERF_RECORD.LOST && len >= 24) {
+            const lost = Number(buf.readBigUInt64LE(base + 16)); // u64 id, u64 lost
+            r.lost += lost;
+            this.#lost += lost;
+          }
+        }
+      } finally {
+        if (tail !== start) {
+          // RELEASE (seq-cst store): our reads of the consumed records happen before the kernel, which reads
+          // data_tail (with a full barrier) before overwriting space, can reuse it. Once per batch.
+          Atomics.store(pos, 1, BigInt(tail));
+        }
+      }
+      if (n >= max || this.#closed || tail === start) return n;
+      // Samples written after our head load: take them too (their wakeup may have come before our drain).
+    }
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    // Entries first, so programs stop writing into events we are about to close.
+    if (!this.#map.closed) {
+      for (const r of this.#rings) {
+        try {
+          this.#map.delete(r.cpu);
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    for (const r of this.#rings) {
+      // Drop every view over the mapping before munmap: nothing here may touch it afterwards.
+      r.pos = undefined;
+      r.data = undefined;
+      try {
+        ioctl(r.fd.value, PERF_EVENT_IOC.DISABLE, 0);
+      } catch {
+        /* closing anyway */
+      }
+      r.mapping.unmap();
+      r.fd.close();
+    }
+    this.#mapFd?.close();
+    this.#mapFd = undefined;
+  }
+}

@@ -1,0 +1,173 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { loadCollectionSpec, setVariable, Collection, autoAttach, ClosedError } from '../src/index.js';
+import { PerfReader, waitersIdle } from '../src/ringbuf/index.js';
+import { rawSyscall, NR, onlineCpus } from '../src/syscall/index.js';
+import { obj, fdCount } from './helpers/env.js';
+
+const spec = loadCollectionSpec(obj('perf_test.o'));
+const perfMappings = () => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('perf_event')).length;
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+function open(): Collection {
+  return new Collection(spec, { programs: ['emit_n'] });
+}
+
+function emit(coll: Collection, n: number, base = 0): void {
+  const ctx = Buffer.alloc(16); // raw_tp args: u64 n, u64 base
+  ctx.writeUInt32LE(n, 0);
+  ctx.writeUInt32LE(base, 8);
+  coll.programs.emit_n.run({ ctx });
+}
+
+const counter = (coll: Collection, name: 'dropped' | 'emitted'): bigint => {
+  const v = spec.variables[name];
+  const value = coll.maps[v.map].lookup(0) as Buffer;
+  return value.readBigUInt64LE(v.offset);
+};
+
+/** Check a sample from emit_n (12 bytes, or 16 + 4 bytes of kernel padding) and return its seq. */
+function seqOf(rec: Buffer): number {
+  const seq = rec.readUInt32LE(0);
+  const kind = rec.readUInt32LE(4);
+  if (seq & 1) {
+    if (rec.length !== 12 || kind !== 12 || rec.readUInt32LE(8) !== (~seq >>> 0)) throw new Error(`bad 12-byte sample ${rec.toString('hex')}`);
+  } else if (rec.length < 16 || rec.length > 16 + 7 || kind !== 16 || rec.readBigUInt64LE(8) !== BigInt(seq) * 3n) {
+    throw new Error(`bad 16-byte sample ${rec.toString('hex')}`);
+  }
+  return seq;
+}
+
+t.test('read() delivers exactly the emitted samples, in order, with their contents', (t) => {
+  using coll = open();
+  using reader = new PerfReader(coll.maps.events);
+  t.same(reader.cpus, onlineCpus().filter((c) => c < coll.maps.events.maxEntries));
+  t.equal(reader.read(() => t.fail('empty')), 0);
+  emit(coll, 1000);
+  const seqs: number[] = [];
+  const cpus = new Set<number>();
+  t.equal(reader.read((rec, cpu) => { cpus.add(cpu); seqs.push(seqOf(rec)); }), 1000);
+  t.same(seqs, Array.from({ length: 1000 }, (_, i) => i));
+  t.equal(cpus.size, 1, 'one program run stays on one CPU');
+  t.equal(reader.read(() => t.fail('drained')), 0);
+  emit(coll, 10, 5000);
+  const got: number[] = [];
+  t.equal(reader.read((r) => got.push(seqOf(r)), { max: 4 }), 4);
+  t.equal(reader.read((r) => got.push(seqOf(r)), { copy: true }), 6);
+  t.same(got, Array.from({ length: 10 }, (_, i) => 5000 + i));
+  t.equal(reader.lost, 0);
+  t.equal(counter(coll, 'dropped'), 0n);
+  t.end();
+});
+
+t.test('records wrap around a one-page ring', (t) => {
+  using coll = open();
+  using reader = new PerfReader(coll.maps.events, { pagesPerCpu: 1 });
+  let next = 0;
+  // 4096-byte ring, 24/32-byte records: 100 per round never fill it, 60 rounds go around ~40 times
+  for (let round = 0; round < 60; round++) {
+    emit(coll, 100, round * 100);
+    reader.read((rec) => {
+      const s = seqOf(rec);
+      if (s !== next) throw new Error(`expected ${next}, got ${s}`);
+      next++;
+    });
+  }
+  t.equal(next, 6000, 'every sample in order across the wraps');
+  t.equal(reader.lost, 0);
+  t.end();
+});
+
+t.test('overload: received + lost = produced, per CPU', (t) => {
+  using coll = open();
+  using reader = new PerfReader(coll.maps.events, { pagesPerCpu: 1 });
+  let received = 0;
+  let produced = 0;
+  for (let round = 0; round < 5; round++) {
+    emit(coll, 2000, round * 2000);
+    produced += 2000;
+    received += reader.read((rec) => { seqOf(rec); });
+  }
+  // The kernel reports lost samples with the next sample that fits: emit one more.
+  emit(coll, 1, 99999);
+  produced += 1;
+  received += reader.read((rec) => { seqOf(rec); });
+  const dropped = Number(counter(coll, 'dropped'));
+  t.ok(reader.lost > 0, `${reader.lost} lost, ${received} received`);
+  t.equal(reader.lost, dropped, 'lost = failed outputs counted by the program');
+  t.equal(received + reader.lost, produced, 'received + lost = produced');
+  t.equal(Number(counter(coll, 'emitted')), received, 'received = successful outputs');
+  const per = reader.lostPerCpu;
+  t.equal(Object.values(per).reduce((a, c) => a + c, 0), reader.lost, 'per-CPU counts add up');
+  t.end();
+});
+
+t.test('tp/syscalls/sys_enter_getpid samples under async iteration', async (t) => {
+  const s = loadCollectionSpec(obj('perf_test.o'));
+  setVariable(s, 'target_tgid', process.pid);
+  using coll = new Collection(s, { programs: ['on_getpid'] });
+  using link = autoAttach(coll.programs.on_getpid, s.programs.on_getpid);
+  using reader = new PerfReader(coll.maps.events);
+  const timer = setTimeout(() => { for (let i = 0; i < 5; i++) rawSyscall(NR.getpid); }, 50);
+  const seen: number[] = [];
+  for await (const { cpu, data } of reader) {
+    t.ok(onlineCpus().includes(cpu));
+    t.equal(data.readUInt32LE(4), 16);
+    t.equal(Number(data.readBigUInt64LE(8) >> 32n), process.pid);
+    seen.push(data.readUInt32LE(0));
+    if (seen.length === 5) break;
+  }
+  clearTimeout(timer);
+  t.equal(seen.length, 5);
+  void link;
+});
+
+t.test('close() ends a pending for await; no fd or mapping leaks; map entries removed', async (t) => {
+  await waitersIdle(); // the waiter thread of earlier tests owns fds too
+  const fds = fdCount();
+  const maps = perfMappings();
+  {
+    using coll = open();
+    const reader = new PerfReader(coll.maps.events, { wakeupEvents: 1 });
+    t.ok(perfMappings() > maps, 'rings mapped');
+    const it = (async () => {
+      let n = 0;
+      for await (const _ of reader) n++;
+      return n;
+    })();
+    await tick(30);
+    reader.close();
+    t.equal(await it, 0, 'the iterator ended');
+    t.throws(() => reader.read(() => {}), ClosedError);
+    await t.rejects(reader.wait(), ClosedError);
+    reader.close();
+    // entries deleted: the program's outputs now fail (ENOENT), counted as dropped
+    emit(coll, 3);
+    t.equal(counter(coll, 'dropped'), 3n);
+  }
+  await waitersIdle();
+  t.equal(perfMappings(), maps, 'every ring unmapped');
+  t.equal(fdCount(), fds, 'every fd closed');
+});
+
+t.test('closing the map while reading keeps the rings working (the reader holds a dup)', (t) => {
+  const coll = open();
+  const reader = new PerfReader(coll.maps.events, { watermark: 64 });
+  coll.maps.events.close();
+  emit(coll, 10);
+  const got: number[] = [];
+  reader.read((r) => got.push(seqOf(r)));
+  t.same(got, Array.from({ length: 10 }, (_, i) => i));
+  reader.close();
+  coll.close();
+  t.throws(() => new PerfReader(coll.maps.events), /closed/);
+  t.end();
+});
+
+t.test('options are validated', (t) => {
+  using coll = open();
+  t.throws(() => new PerfReader(coll.maps.events, { pagesPerCpu: 3 }), TypeError);
+  t.throws(() => new PerfReader(coll.maps.events, { wakeupEvents: 0 }), TypeError);
+  t.throws(() => new PerfReader(coll.maps['.bss']), TypeError);
+  t.end();
+});
