@@ -23,6 +23,16 @@ t.test('tsbpf load prints programs and maps', (t) => {
   t.end();
 });
 
+t.test('tsbpf load --btf relocates CO-RE against the given BTF', (t) => {
+  const r = run(['load', obj('runqlat.o'), '--btf', '/sys/kernel/btf/vmlinux']);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /on_switch\s+raw_tracepoint/);
+  const bad = run(['load', obj('runqlat.o'), '--btf', '/nonexistent.btf']);
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /nonexistent\.btf/);
+  t.end();
+});
+
 t.test('tsbpf load: clear errors and exit codes', (t) => {
   let r = run(['load', obj('bad.o')]);
   t.equal(r.status, 1);

@@ -21,6 +21,9 @@ Options:
                        and keep running until Ctrl-C (SIGINT) or SIGTERM
   --set NAME=VALUE     set a global variable (.rodata/.data/.bss) before loading; repeatable
   --program NAME       load only this program; repeatable
+  --btf FILE           relocate CO-RE against this BTF (raw BTF or an ELF with .BTF) instead of
+                       /sys/kernel/btf/vmlinux
+  --pin DIR            directory (in a bpffs) for maps pinned by name (default /sys/fs/bpf)
   --verbose            print the verifier log of each program
   -h, --help           show this help
 `;
@@ -48,6 +51,8 @@ async function load(argv: string[]): Promise<number> {
       attach: { type: 'boolean' },
       set: { type: 'string', multiple: true },
       program: { type: 'string', multiple: true },
+      btf: { type: 'string' },
+      pin: { type: 'string' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -67,7 +72,12 @@ async function load(argv: string[]): Promise<number> {
     if (eq <= 0) throw new TsbpfError(`--set wants NAME=VALUE, got "${s}"`);
     setVariable(spec, s.slice(0, eq), parseValue(s.slice(eq + 1)));
   }
-  const coll = new Collection(spec, { programs: values.program, logLevel: values.verbose ? 1 : 0 });
+  const coll = new Collection(spec, {
+    programs: values.program,
+    logLevel: values.verbose ? 1 : 0,
+    kernelBtf: values.btf,
+    pinPath: values.pin,
+  });
   const links: Link[] = [];
   let closed = false;
   const shutdown = (): void => {
