@@ -29,6 +29,7 @@ import { NR, rawSyscall3 } from '../syscall/native.js';
 import { SyscallError } from '../syscall/errors.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { acquireWaiter, type Waiter } from './waiter.js';
+import { Wakeups } from './wakeups.js';
 
 const F_DUPFD_CLOEXEC = 1030n;
 const PAGE_FIELDS = LAYOUTS.perf_event_mmap_page.fields;
@@ -110,8 +111,7 @@ export class PerfReader {
   #closed = false;
   #reading = 0;
   #released = false;
-  #signalled = false;
-  #waits = new Set<(err?: unknown) => void>();
+  readonly #wakeups = new Wakeups();
   #abortReason: unknown;
   #failure: Error | undefined;
   #signal: AbortSignal | undefined;
@@ -183,10 +183,10 @@ export class PerfReader {
       this.#waiter = waiter;
       for (const r of this.#rings) {
         r.waitId = waiter.add(r.fd.value, {
-          ready: () => this.#ready(),
+          ready: () => this.#wakeups.ready(),
           failed: (err) => {
             this.#failure = err;
-            this.#ready();
+            this.#wakeups.ready();
           },
         });
       }
@@ -256,7 +256,7 @@ export class PerfReader {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#wait(options.signal);
+    return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
   }
 
   /** Samples as copies, read in batches as the consumer pulls. */
@@ -281,7 +281,7 @@ export class PerfReader {
         for (let i = 0; i < queue.length; i++) yield queue[i];
         continue;
       }
-      await this.#wait(signal);
+      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
     }
   }
 
@@ -298,7 +298,7 @@ export class PerfReader {
     this.#closed = true;
     if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
     for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
-    for (const w of [...this.#waits]) w();
+    this.#wakeups.wakeAll();
     if (this.#reading === 0) this.#release();
   }
 
@@ -317,40 +317,9 @@ export class PerfReader {
     }
   }
 
-  #ready(): void {
-    if (this.#waits.size === 0) {
-      this.#signalled = true;
-      return;
-    }
-    for (const w of [...this.#waits]) w();
-  }
-
-  #wait(signal?: AbortSignal): Promise<void> {
-    if (this.#closed || this.#failure) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#signalled) {
-      this.#signalled = false;
-      return Promise.resolve();
-    }
-    const waiter = this.#waiter!;
-    return new Promise<void>((resolve, reject) => {
-      const done = (err?: unknown): void => {
-        this.#waits.delete(done);
-        signal?.removeEventListener('abort', onAbort);
-        waiter.waitEnd();
-        if (err !== undefined) reject(err);
-        else resolve();
-      };
-      const onAbort = (): void => done(signal!.reason);
-      this.#waits.add(done);
-      waiter.waitStart();
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
   #drain(max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
     if (this.#reading) throw new TsbpfError('PerfReader: read() called from a record callback');
-    this.#signalled = false;
+    this.#wakeups.consume();
     this.#reading++;
     let n = 0;
     try {

@@ -22,6 +22,7 @@ import { NR, rawSyscall3 } from '../syscall/native.js';
 import { SyscallError } from '../syscall/errors.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { acquireWaiter, type Waiter } from './waiter.js';
+import { Wakeups } from './wakeups.js';
 
 const BUSY = 0x80000000;
 const DISCARD = 0x40000000;
@@ -95,8 +96,7 @@ export class RingBufReader {
   #reading = 0;
   #released = false;
   /** A wakeup arrived while nobody was waiting. */
-  #signalled = false;
-  #waits = new Set<(err?: unknown) => void>();
+  readonly #wakeups = new Wakeups();
   #abortReason: unknown;
   #failure: Error | undefined;
   #signal: AbortSignal | undefined;
@@ -145,10 +145,10 @@ export class RingBufReader {
       this.#waiter = waiter;
       for (const r of this.#rings) {
         r.waitId = waiter.add(r.fd.value, {
-          ready: () => this.#ready(),
+          ready: () => this.#wakeups.ready(),
           failed: (err) => {
             this.#failure = err;
-            this.#ready();
+            this.#wakeups.ready();
           },
         });
       }
@@ -214,7 +214,7 @@ export class RingBufReader {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#wait(options.signal);
+    return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
   }
 
   /** Records as copies, reading the next batch only when the consumer pulls. */
@@ -239,7 +239,7 @@ export class RingBufReader {
         for (let i = 0; i < queue.length; i++) yield queue[i];
         continue;
       }
-      await this.#wait(signal);
+      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
     }
   }
 
@@ -253,7 +253,7 @@ export class RingBufReader {
     this.#closed = true;
     if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
     for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
-    for (const w of [...this.#waits]) w();
+    this.#wakeups.wakeAll();
     if (this.#reading === 0) this.#release();
     // else: the read in progress releases when it returns (its loop stops at the next record).
   }
@@ -273,37 +273,6 @@ export class RingBufReader {
     }
   }
 
-  #ready(): void {
-    if (this.#waits.size === 0) {
-      this.#signalled = true;
-      return;
-    }
-    for (const w of [...this.#waits]) w();
-  }
-
-  #wait(signal?: AbortSignal): Promise<void> {
-    if (this.#closed || this.#failure) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#signalled) {
-      this.#signalled = false;
-      return Promise.resolve();
-    }
-    const waiter = this.#waiter!;
-    return new Promise<void>((resolve, reject) => {
-      const done = (err?: unknown): void => {
-        this.#waits.delete(done);
-        signal?.removeEventListener('abort', onAbort);
-        waiter.waitEnd();
-        if (err !== undefined) reject(err);
-        else resolve();
-      };
-      const onAbort = (): void => done(signal!.reason);
-      this.#waits.add(done);
-      waiter.waitStart();
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
   /**
    * Visit up to `max` committed records across the rings; returns how many were visited. Per ring, the
    * consumer position is stored once per batch (a batch = the records below one producer_pos load).
@@ -311,7 +280,7 @@ export class RingBufReader {
   #drain(max: number, visit: (r: Ring, start: number, len: number) => void): number {
     if (this.#reading) throw new TsbpfError('RingBufReader: read() called from a record callback');
     // A wakeup that arrived before this drain is answered by it.
-    this.#signalled = false;
+    this.#wakeups.consume();
     this.#reading++;
     let n = 0;
     try {
