@@ -34,6 +34,9 @@
 #include <string.h>
 #include <time.h>
 
+#define REF_NAME "btf_ref"
+#include "ref_common.h"
+
 #define MAX_ITERS 100000
 #define MAX_HOPS 64
 
@@ -74,21 +77,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-static int warn_only(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level != LIBBPF_WARN)
-		return 0;
-	return vfprintf(stderr, fmt, ap);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* Follows typedefs and modifiers (const, volatile, restrict, type tags) to the underlying type. */
@@ -377,7 +365,7 @@ static int run_warm(const char *path, long iters, long warmup)
 	return 0;
 }
 
-static long parse_count(const char *s, const char *name, long min)
+static long parse_count_min(const char *s, const char *name, long min)
 {
 	char *end;
 	long v;
@@ -395,7 +383,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "cold") == 0)
 		return run_cold(argv[2]);
 	if (argc == 5 && strcmp(argv[1], "warm") == 0)
-		return run_warm(argv[2], parse_count(argv[3], "ITERS", 1), parse_count(argv[4], "WARMUP", 0));
+		return run_warm(argv[2], parse_count_min(argv[3], "ITERS", 1), parse_count_min(argv[4], "WARMUP", 0));
 	fprintf(stderr, "usage: %s cold PATH\n       %s warm PATH ITERS WARMUP\n", argv[0], argv[0]);
 	return 1;
 }

@@ -31,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define REF_NAME "maps_ref"
+#include "ref_common.h"
+
 #define MAX_ROUNDS 100
 #define N_OPS 6
 
@@ -44,28 +47,6 @@ static void die(const char *what, int err)
 {
 	fprintf(stderr, "maps_ref: %s failed: %s (errno %d)\n", what, strerror(err), err);
 	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static long parse_count(const char *s, const char *name)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end || v < 1) {
-		fprintf(stderr, "maps_ref: %s must be a positive integer, got \"%s\"\n", name, s);
-		exit(1);
-	}
-	return v;
 }
 
 static long entries, batch_size;

@@ -26,6 +26,9 @@
 #include <string.h>
 #include <time.h>
 
+#define REF_NAME "ref"
+#include "ref_common.h"
+
 #define PKT_SIZE 64
 /* tsbpf's Program.run() asks for data length + 256 bytes of data out by default. */
 #define PKT_OUT_SIZE (PKT_SIZE + 256)
@@ -37,35 +40,6 @@ static void die(const char *what, int err)
 {
 	fprintf(stderr, "ref: %s failed: %s (errno %d)\n", what, strerror(err), err);
 	exit(1);
-}
-
-static int warn_only(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level != LIBBPF_WARN)
-		return 0;
-	return vfprintf(stderr, fmt, ap);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static long parse_count(const char *s, const char *name)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end || v < 1) {
-		fprintf(stderr, "ref: %s must be a positive integer, got \"%s\"\n", name, s);
-		exit(1);
-	}
-	return v;
 }
 
 static int cmp_double(const void *a, const void *b)
