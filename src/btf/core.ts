@@ -847,6 +847,19 @@ function typesCompatible(lb: Btf, lid: number, tb: Btf, tid: number, level: numb
   }
 }
 
+/**
+ * The same relation for callers outside relocation (ksym and kfunc declarations vs the kernel's types,
+ * as libbpf checks them): false instead of an error when the types nest too deep.
+ */
+export function typesAreCompatible(local: Btf, localId: number, target: Btf, targetId: number): boolean {
+  try {
+    return typesCompatible(local, localId, target, targetId, TYPE_RECURSION_LEVEL);
+  } catch (e) {
+    if (e instanceof FatalRelocation) return false;
+    throw e;
+  }
+}
+
 function namesMatch(localName: string, targName: string): boolean {
   if (targName === '') return localName === '';
   return essentialName(localName) === essentialName(targName);

@@ -140,59 +140,9 @@ export function skipModifiers(btf: Btf, id: number): number {
   return id;
 }
 
-const isEnum = (t: BtfType): boolean => t.kind === 'enum' || t.kind === 'enum64';
-
-/**
- * Whether the program's declaration (`localId` in `local`) can stand for the kernel's type (`targetId` in
- * `target`), loosely, as for CO-RE: any struct/union/enum/fwd matches one of the same kind (names are
- * not compared), integers match integers (not old-style bitfield ints), pointers and arrays match when
- * what they point to / hold matches, function prototypes when they have as many parameters and every
- * parameter and the return type match.
- */
-export function typesCompatible(local: Btf, localId: number, target: Btf, targetId: number, depth = 32): boolean {
-  for (;;) {
-    if (depth-- <= 0) return false;
-    const lt = local.type(skipModifiers(local, localId));
-    const tt = target.type(skipModifiers(target, targetId));
-    if (lt.kind !== tt.kind && !(isEnum(lt) && isEnum(tt))) return false;
-    switch (lt.kind) {
-      case 'void':
-      case 'struct':
-      case 'union':
-      case 'enum':
-      case 'enum64':
-      case 'fwd':
-        return true;
-      case 'int':
-        return lt.bitsOffset === 0 && (tt as typeof lt).bitsOffset === 0;
-      case 'ptr':
-      case 'array':
-        localId = lt.type;
-        targetId = (tt as typeof lt).type;
-        continue;
-      case 'func_proto': {
-        const tp = tt as typeof lt;
-        if (lt.params.length !== tp.params.length) return false;
-        for (let i = 0; i < lt.params.length; i++) {
-          if (!typesCompatible(local, lt.params[i].type, target, tp.params[i].type, depth)) return false;
-        }
-        localId = lt.returnType;
-        targetId = tp.returnType;
-        continue;
-      }
-      default:
-        return false;
-    }
-  }
-}
-
-/** The name an extern is looked up by: `bpf_foo___v2` stands for `bpf_foo` (a "flavour" suffix after `___`). */
-export function essentialName(name: string): string {
-  for (let i = name.length - 5; i >= 0; i--) {
-    if (name[i] !== '_' && name.startsWith('___', i + 1) && name[i + 4] !== '_') return name.slice(0, i + 1);
-  }
-  return name;
-}
+// Compatibility and essential names follow libbpf's CO-RE rules, which libbpf applies to ksyms too:
+// the relocator's implementations are the ones used.
+export { typesAreCompatible as typesCompatible, essentialName } from '../btf/core.js';
 
 // ---------------------------------------------------------------------------
 // Probes behind LINUX_HAS_SYSCALL_WRAPPER and LINUX_HAS_BPF_COOKIE
