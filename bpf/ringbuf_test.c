@@ -6,6 +6,9 @@
  *                 (the reader must round its data up to 8);
  *   discard_some  SEC("syscall"): reserve+discard, submit marker 1, reserve+discard, submit marker 2;
  *   on_getpid     tp/syscalls/sys_enter_getpid: one record per getpid() of target_tgid.
+ *   submit_quiet  SEC("syscall"): ctx = struct submit_args; `n` 16-byte records with BPF_RB_NO_WAKEUP, the
+ *                 last one with BPF_RB_FORCE_WAKEUP when ctx.ring (here: "flush") is 1: a producer that
+ *                 batches its wakeups;
  * `rb2` is a second ring for multi-ring readers: submit_n writes there when ctx.ring == 1.
  */
 #include "common.h"
@@ -85,6 +88,31 @@ int submit_n(struct submit_args *args)
 	struct loop_ctx c = { .map = pick(args->ring), .base = args->base };
 
 	bpf_loop(args->n, submit_one, &c, 0);
+	return 0;
+}
+
+struct quiet_ctx {
+	u32 n;
+	u32 base;
+	u32 flush;
+};
+
+static long submit_quiet_one(u32 i, struct quiet_ctx *c)
+{
+	struct rec16 r = { .seq = c->base + i, .kind = 16, .cookie = (u64)(c->base + i) * 3 };
+	u64 flags = (c->flush && i + 1 == c->n) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&rb, &r, sizeof(r), flags))
+		__sync_fetch_and_add(&dropped, 1);
+	return 0;
+}
+
+SEC("syscall")
+int submit_quiet(struct submit_args *args)
+{
+	struct quiet_ctx c = { .n = args->n, .base = args->base, .flush = args->ring };
+
+	bpf_loop(args->n, submit_quiet_one, &c, 0);
 	return 0;
 }
 

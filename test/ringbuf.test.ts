@@ -66,6 +66,53 @@ t.test('discarded records are skipped', (t) => {
   t.end();
 });
 
+t.test('BPF_RB_NO_WAKEUP records wake nobody; a periodic BPF_RB_FORCE_WAKEUP flush delivers them all, in order', async (t) => {
+  using coll = open(['submit_quiet']);
+  using reader = new RingBufReader(coll.maps.rb);
+  const quiet = (n: number, base: number, flush: boolean) => {
+    const ctx = Buffer.alloc(16);
+    ctx.writeUInt32LE(n, 0);
+    ctx.writeUInt32LE(base, 4);
+    ctx.writeUInt32LE(flush ? 1 : 0, 8);
+    coll.programs.submit_quiet.run({ ctx });
+  };
+  const quietSeq = (r: Buffer) => {
+    const seq = r.readUInt32LE(0);
+    if (r.length !== 16 || r.readUInt32LE(4) !== 16 || r.readBigUInt64LE(8) !== BigInt(seq) * 3n) throw new Error(`bad record ${r.toString('hex')}`);
+    return seq;
+  };
+  quiet(5, 0, false);
+  let woke = false;
+  const first = reader.wait().then(() => { woke = true; });
+  await tick(200);
+  t.notOk(woke, 'records committed with BPF_RB_NO_WAKEUP do not wake the waiter');
+  quiet(5, 5, true);
+  await first;
+  t.ok(woke, 'the forced wakeup does');
+  const seqs: number[] = [];
+  reader.read((r) => seqs.push(quietSeq(r)));
+  t.same(seqs, Array.from({ length: 10 }, (_, i) => i), 'quiet records and the flushing one, in order');
+
+  // A producer that writes a batch every 10 ms and flushes every 4th batch.
+  let batches = 0;
+  let flushes = 0;
+  const timer = setInterval(() => {
+    const flush = ++batches % 4 === 0;
+    if (flush) flushes++;
+    quiet(10, 10 * batches, flush);
+    if (batches === 16) clearInterval(timer);
+  }, 10);
+  let wakes = 0;
+  while (seqs.length < 170) {
+    await reader.wait();
+    wakes++;
+    reader.read((r) => seqs.push(quietSeq(r)));
+  }
+  clearInterval(timer);
+  t.same(seqs, Array.from({ length: 170 }, (_, i) => i), 'every record of every batch, in order');
+  t.ok(wakes >= 1 && wakes <= flushes, `${wakes} wakeup(s) for ${flushes} flushes of ${batches} batches`);
+});
+
 t.test('records wrap around the end of a small ring; several rings share one reader', (t) => {
   using coll = open();
   using reader = new RingBufReader([coll.maps.rb, coll.maps.rb2]);

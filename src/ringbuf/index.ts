@@ -1,3 +1,3 @@
-export { RingBufReader, type RingBufReaderOptions, type ReadOptions, type IterateOptions, type RecordCallback } from './ringbuf.js';
+export { RingBufReader, type RingBufReaderOptions, type ReadOptions, type IterateOptions, type RecordCallback, type InPlaceCallback } from './ringbuf.js';
 export { waiterThreads, waitersIdle } from './waiter.js';
-export { PerfReader, type PerfReaderOptions, type PerfReadOptions, type PerfIterateOptions, type PerfRecordCallback, type PerfSample } from './perf.js';
+export { PerfReader, type PerfReaderOptions, type PerfReadOptions, type PerfIterateOptions, type PerfRecordCallback, type PerfSample, type PerfInPlaceCallback } from './perf.js';

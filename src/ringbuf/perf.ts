@@ -41,6 +41,9 @@ const DATA_SIZE_OFF = PAGE_FIELDS.data_size[0];
 /** A sample callback. `record` is a view valid only until the callback returns (unless `copy`). */
 export type PerfRecordCallback = (record: Buffer, cpu: number) => void;
 
+/** A sample as a range of a Buffer that other samples share; valid only until the callback returns. */
+export type PerfInPlaceCallback = (data: Buffer, offset: number, length: number, cpu: number) => void;
+
 export interface PerfReaderOptions {
   /** Data pages per CPU, a power of two. Default 8. */
   pagesPerCpu?: number;
@@ -247,6 +250,17 @@ export class PerfReader {
         callback(buf.subarray(start, start + len), cpu);
       }
     });
+  }
+
+  /**
+   * The zero-allocation form of read(): `callback(data, offset, length, cpu)` gets the sample as a range of
+   * `data`, which is the CPU's data area (or, for a sample that wraps, one scratch Buffer reused for every
+   * wrapped sample), so nothing is allocated per sample. Valid only during the callback; never keep `data`.
+   */
+  readInPlace(callback: PerfInPlaceCallback, options: { max?: number } = {}): number {
+    if (typeof callback !== 'function') throw new TypeError('PerfReader.readInPlace: callback must be a function');
+    this.#check();
+    return this.#drain(options.max ?? Infinity, callback);
   }
 
   /** Wait until samples may be available, without blocking Node. Resolves on close(); rejects on abort. */

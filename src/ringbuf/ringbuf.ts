@@ -33,6 +33,9 @@ const F_DUPFD_CLOEXEC = 1030n;
 /** A record callback. `record` is a view into the ring, valid only until the callback returns (unless `copy`). */
 export type RecordCallback = (record: Buffer, ring: number) => void;
 
+/** A record as a range of a Buffer shared by every record of the ring; valid only until the callback returns. */
+export type InPlaceCallback = (data: Buffer, offset: number, length: number, ring: number) => void;
+
 export interface RingBufReaderOptions {
   /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
   signal?: AbortSignal;
@@ -201,6 +204,17 @@ export class RingBufReader {
         callback(data.subarray(start, start + len), r.index);
       }
     });
+  }
+
+  /**
+   * The zero-allocation form of read(): `callback(data, offset, length, ring)` gets the record as a range of
+   * `data`, the same Buffer (the ring's whole data area) for every record of a ring, so nothing is allocated
+   * per record. The range is valid only during the callback, as with read(); never keep `data` itself.
+   */
+  readInPlace(callback: InPlaceCallback, options: { max?: number } = {}): number {
+    if (typeof callback !== 'function') throw new TypeError('RingBufReader.readInPlace: callback must be a function');
+    this.#check();
+    return this.#drain(options.max ?? Infinity, (r, start, len) => callback(r.data!, start, len, r.index));
   }
 
   /**
