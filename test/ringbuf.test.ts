@@ -307,6 +307,79 @@ t.test('under overload, records received + failed reservations = getpid calls, i
   t.equal(outOfOrder, 0, 'in order');
 });
 
+t.test('decode: records as JS objects through the BTF type named in the object', async (t) => {
+  using coll = open(['submit_n', 'discard_some']);
+  using reader = new RingBufReader<{ seq: number; kind: number; cookie: bigint }>(coll.maps.rb, { decode: 'rec16' });
+  t.equal(reader.decode, 'rec16');
+  coll.programs.discard_some.run();
+  const got: unknown[] = [];
+  for await (const ev of reader.records()) {
+    got.push(ev);
+    if (got.length === 2) break;
+  }
+  t.same(got, [{ seq: 1, kind: 16, cookie: 0xd15cn }, { seq: 2, kind: 16, cookie: 0xd15cn }], 'struct rec16 values; discarded ones never surface');
+
+  // A record shorter than the type: the records before it arrive, then a TsbpfError names the sizes.
+  submit(coll, 3, 10); // seq 10 (16 bytes), 11 (12 bytes), 12
+  const seqs: number[] = [];
+  await t.rejects(async () => {
+    for await (const ev of reader) seqs.push(ev.seq);
+  }, { name: 'TsbpfError', message: /ring buffer "rb": a 12-byte record is shorter than the decode type \(16 bytes\)/ });
+  t.same(seqs, [10]);
+  reader.decode = 'struct rec12';
+  for await (const ev of reader) {
+    t.same(ev, { seq: 12, kind: 16, tail: 36 }, 'a 16-byte record decodes as its first 12 bytes (tail = low half of cookie 12 * 3)');
+    break;
+  }
+  reader.decode = undefined;
+  submit(coll, 1, 20);
+  for await (const ev of reader) {
+    t.ok(Buffer.isBuffer(ev), 'decode = undefined: Buffers again');
+    break;
+  }
+  t.throws(() => { reader.decode = 'no_such_type'; }, { name: 'TsbpfError', message: /ring buffer "rb": no BTF type "no_such_type"/ });
+  t.equal(reader.decode, undefined, 'a refused decode leaves the setting as it was');
+});
+
+t.test('listen(): the callback form, with back-pressure from async callbacks, ends on close or abort', async (t) => {
+  using coll = open(['submit_n']);
+  const reader = new RingBufReader(coll.maps.rb, { decode: 'rec12' });
+  t.teardown(() => reader.close());
+  submit(coll, 6);
+  const seen: number[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const done = reader.listen(async (ev: { seq: number }) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    await tick(5);
+    seen.push(ev.seq);
+    inFlight--;
+    if (seen.length === 6) setTimeout(() => submit(coll, 4, 6), 20); // later records wake the listener
+    if (seen.length === 10) reader.close();
+  });
+  await done;
+  t.same(seen, Array.from({ length: 10 }, (_, i) => i), 'every record, in order, including ones that came while listening');
+  t.equal(maxInFlight, 1, 'an async callback is awaited before the next record is read');
+
+  using r2 = new RingBufReader(coll.maps.rb);
+  const ac = new AbortController();
+  const views: number[] = [];
+  const p = r2.listen((view) => {
+    views.push(view.length);
+    if (views.length === 3) ac.abort(new Error('enough'));
+  }, { signal: ac.signal });
+  submit(coll, 5, 100);
+  await t.rejects(p, /enough/, 'aborting rejects with the reason');
+  t.same(views, [16, 12, 16, 12, 16], 'the batch in progress finishes; records are views of their exact length');
+  t.notOk(r2.closed, 'aborting a listen leaves the reader open');
+  submit(coll, 2, 200);
+  let calls = 0;
+  await t.rejects(r2.listen(() => { calls++; throw new Error('boom'); }), /boom/, 'a throwing callback ends listening with its error');
+  t.equal(calls, 1, 'after its first record');
+  t.equal(r2.read(() => {}), 1, 'the record it threw on is consumed, the next one is still there');
+});
+
 t.test('a process with an idle open reader exits on its own', (t) => {
   const here = fileURLToPath(new URL('.', import.meta.url));
   const loader = new URL('../node_modules/@tapjs/typescript/dist/esm/import.mjs', import.meta.url).href;

@@ -179,6 +179,8 @@ export class Collection {
       if (spec.btf) {
         for (const ms of mapSpecs) {
           const m = this.maps[ms.name];
+          // Every map of ours knows its object's BTF (readers resolve `decode: 'event'` in it).
+          if (m && !m.btf && !options.mapReplacements?.[ms.name]) m.setTypes(spec.btf);
           if (m && (ms.keyType || ms.valueType) && ms.origin !== 'data') {
             try {
               m.setTypes(spec.btf, ms.keyType, ms.valueType);

@@ -100,6 +100,7 @@ export class BpfMap {
   #scratchKey: Buffer;
   #keyCodec: Codec | undefined;
   #valueCodec: Codec | undefined;
+  #btf: Btf | undefined;
 
   /** Take ownership of `fd`; the description is read from the kernel when not given. */
   constructor(fd: FD, desc?: { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }) {
@@ -126,7 +127,16 @@ export class BpfMap {
     if (v && v.size !== this.valueSize) throw new TsbpfError(`${this.#ctx()}: BTF value type is ${v.size} bytes, the value size is ${this.valueSize}`);
     this.#keyCodec = k;
     this.#valueCodec = v;
+    this.#btf = btf;
     return this;
+  }
+
+  /**
+   * The BTF of the object this map was loaded from (Collection sets it), where readers look up the type
+   * named by `decode`. Undefined for maps made by hand, from an id or from a pin.
+   */
+  get btf(): Btf | undefined {
+    return this.#btf;
   }
 
   /** Key and value codecs, when the map has BTF types. */

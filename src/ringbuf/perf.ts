@@ -30,6 +30,8 @@ import { SyscallError } from '../syscall/errors.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { acquireWaiter, type Waiter } from './waiter.js';
 import { Wakeups } from './wakeups.js';
+import { resolveCodec, decodeRecord, type DecodeAs } from './decode.js';
+import type { Codec } from '../btf/codec.js';
 
 const F_DUPFD_CLOEXEC = 1030n;
 const PAGE_FIELDS = LAYOUTS.perf_event_mmap_page.fields;
@@ -53,6 +55,18 @@ export interface PerfReaderOptions {
   watermark?: number;
   /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Decode samples for iteration and listen() into JS values: a BTF type name in the map's object BTF
+   * (`'event'`) or a Codec. Same as setting `reader.decode`.
+   */
+  decode?: DecodeAs;
+}
+
+export interface PerfListenOptions {
+  /** Aborting stops listening (the promise rejects with `signal.reason`; the reader stays open). */
+  signal?: AbortSignal;
+  /** Without decode: hand the callback copies it may keep instead of views. */
+  copy?: boolean;
 }
 
 export interface PerfReadOptions {
@@ -69,10 +83,10 @@ export interface PerfIterateOptions {
   batch?: number;
 }
 
-export interface PerfSample {
+export interface PerfSample<T = Buffer> {
   cpu: number;
-  /** A copy of the raw sample (including the kernel's padding, up to 7 bytes). */
-  data: Buffer;
+  /** A copy of the raw sample (including the kernel's padding, up to 7 bytes), or its decoded value. */
+  data: T;
 }
 
 interface CpuRing {
@@ -106,8 +120,12 @@ function dupFd(fd: number, what: string): FD {
  * Samples of one CPU arrive in order; there is no order across CPUs. `lost` counts the samples the kernel
  * dropped because a ring was full (reported by the kernel once space is free again).
  */
-export class PerfReader {
+export class PerfReader<T = Buffer> {
   readonly #rings: CpuRing[] = [];
+  #codec: Codec | undefined;
+  #decodeAs: DecodeAs | undefined;
+  /** Set by a visit to end the current drain after the sample it is visiting. */
+  #stop = false;
   readonly #map: BpfMap;
   #mapFd: FD | undefined;
   #waiter: Waiter | undefined;
@@ -199,6 +217,14 @@ export class PerfReader {
       this.#release();
       throw e;
     }
+    if (options.decode !== undefined) {
+      try {
+        this.decode = options.decode;
+      } catch (e) {
+        this.close();
+        throw e;
+      }
+    }
     if (options.signal) {
       const signal = options.signal;
       this.#signal = signal;
@@ -213,6 +239,20 @@ export class PerfReader {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * How iteration and listen() hand out samples: undefined (Buffers), or a BTF type name / Codec to decode
+   * each sample into a JS value (`reader.decode = 'event'` gives objects for `struct event`). A sample
+   * shorter than the type makes iteration throw a TsbpfError (after the samples before it).
+   */
+  get decode(): DecodeAs | undefined {
+    return this.#decodeAs;
+  }
+
+  set decode(as: DecodeAs | undefined) {
+    this.#codec = as === undefined ? undefined : resolveCodec(this.#map, as, `perf event array "${this.#map.name}"`);
+    this.#decodeAs = as;
   }
 
   /** CPUs read, in order. */
@@ -273,34 +313,91 @@ export class PerfReader {
     return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
   }
 
-  /** Samples as copies, read in batches as the consumer pulls. */
-  async *samples(options: PerfIterateOptions = {}): AsyncGenerator<PerfSample, void, undefined> {
+  /**
+   * Samples as copies (or decoded values, see `decode`), read in batches as the consumer pulls: a slow
+   * consumer leaves samples in the rings (the kernel then reports them lost) instead of buffering here.
+   */
+  async *samples(options: PerfIterateOptions = {}): AsyncGenerator<PerfSample<T>, void, undefined> {
     const { signal } = options;
     const batch = options.batch ?? 256;
     if (!(Number.isInteger(batch) && batch > 0)) throw new TypeError('PerfReader.samples: batch must be a positive integer');
-    const queue: PerfSample[] = [];
+    const queue: PerfSample<T>[] = [];
     for (;;) {
       signal?.throwIfAborted();
       if (this.#abortReason !== undefined) throw this.#abortReason;
       if (this.#failure) throw this.#failure;
       if (this.#closed) return;
       queue.length = 0;
+      let bad: unknown;
       this.#drain(batch, (buf, start, len, cpu) => {
-        const data = Buffer.allocUnsafe(len);
-        buf.copy(data, 0, start, start + len);
-        queue.push({ cpu, data });
+        try {
+          queue.push({ cpu, data: this.#take(buf, start, len, true) });
+        } catch (e) {
+          bad = e;
+          this.#stop = true;
+        }
       });
-      if (queue.length > 0) {
-        // Back-pressure: nothing more is read until the consumer has taken these.
-        for (let i = 0; i < queue.length; i++) yield queue[i];
-        continue;
-      }
+      // Back-pressure: nothing more is read until the consumer has taken these.
+      for (let i = 0; i < queue.length; i++) yield queue[i];
+      if (bad !== undefined) throw bad;
+      if (queue.length > 0) continue;
       await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
     }
   }
 
-  [Symbol.asyncIterator](): AsyncGenerator<PerfSample, void, undefined> {
+  [Symbol.asyncIterator](): AsyncGenerator<PerfSample<T>, void, undefined> {
     return this.samples();
+  }
+
+  /**
+   * The callback form: call `callback(sample, cpu)` for every sample until the reader closes (resolves)
+   * or `signal` aborts (rejects with its reason). Samples are decoded values when `decode` is set, else
+   * views valid during the synchronous part of the callback (or copies with `copy`). A callback that
+   * returns a promise pauses reading until it settles (back-pressure); one that throws or rejects ends
+   * listening with that error.
+   */
+  async listen(callback: (sample: T, cpu: number) => void | Promise<void>, options: PerfListenOptions = {}): Promise<void> {
+    if (typeof callback !== 'function') throw new TypeError('PerfReader.listen: callback must be a function');
+    const { signal } = options;
+    const copy = options.copy === true;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#abortReason !== undefined) throw this.#abortReason;
+      if (this.#failure) throw this.#failure;
+      if (this.#closed) return;
+      let pending: Promise<void> | undefined;
+      let failed = false;
+      let error: unknown;
+      const n = this.#drain(Infinity, (buf, start, len, cpu) => {
+        try {
+          const ret = callback(this.#take(buf, start, len, copy), cpu);
+          if (ret && typeof (ret as Promise<void>).then === 'function') {
+            pending = ret as Promise<void>;
+            this.#stop = true;
+          }
+        } catch (e) {
+          failed = true;
+          error = e;
+          this.#stop = true;
+        }
+      });
+      if (failed) throw error;
+      if (pending) {
+        await pending;
+        continue;
+      }
+      if (n > 0) continue;
+      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
+    }
+  }
+
+  /** The sample at `start` of `buf` as handed out by iteration/listen(): decoded, a copy, or a view. */
+  #take(buf: Buffer, start: number, len: number, copy: boolean): T {
+    if (this.#codec) return decodeRecord(this.#codec, buf, start, len, `perf event array "${this.#map.name}"`) as T;
+    if (!copy) return buf.subarray(start, start + len) as T;
+    const out = Buffer.allocUnsafe(len);
+    buf.copy(out, 0, start, start + len);
+    return out as T;
   }
 
   /**
@@ -334,6 +431,7 @@ export class PerfReader {
   #drain(max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
     if (this.#reading) throw new TsbpfError('PerfReader: read() called from a record callback');
     this.#wakeups.consume();
+    this.#stop = false;
     this.#reading++;
     let n = 0;
     try {
@@ -362,7 +460,7 @@ export class PerfReader {
       const head = Number(Atomics.load(pos, 0));
       const start = tail;
       try {
-        while (tail < head && n < max && !this.#closed) {
+        while (tail < head && n < max && !this.#closed && !this.#stop) {
           const off = tail % size;
           // The header is 8 bytes at an 8-aligned offset: it never wraps.
           const type = data.readUInt32LE(off);
@@ -403,7 +501,7 @@ export class PerfReader {
           Atomics.store(pos, 1, BigInt(tail));
         }
       }
-      if (n >= max || this.#closed || tail === start) return n;
+      if (n >= max || this.#closed || this.#stop || tail === start) return n;
       // Samples written after our head load: take them too (their wakeup may have come before our drain).
     }
   }

@@ -23,6 +23,8 @@ import { SyscallError } from '../syscall/errors.js';
 import { ClosedError, TsbpfError } from '../errors.js';
 import { acquireWaiter, type Waiter } from './waiter.js';
 import { Wakeups } from './wakeups.js';
+import { resolveCodec, decodeRecord, type DecodeAs } from './decode.js';
+import type { Codec } from '../btf/codec.js';
 
 const BUSY = 0x80000000;
 const DISCARD = 0x40000000;
@@ -39,6 +41,18 @@ export type InPlaceCallback = (data: Buffer, offset: number, length: number, rin
 export interface RingBufReaderOptions {
   /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Decode records for iteration and listen() into JS values: a BTF type name in the map's object BTF
+   * (`'event'`, `'struct event'`) or a Codec. Same as setting `reader.decode`.
+   */
+  decode?: DecodeAs;
+}
+
+export interface ListenOptions {
+  /** Aborting stops listening (the promise rejects with `signal.reason`; the reader stays open). */
+  signal?: AbortSignal;
+  /** Without decode: hand the callback copies it may keep instead of views. */
+  copy?: boolean;
 }
 
 export interface ReadOptions {
@@ -92,8 +106,15 @@ function dupFd(fd: number, what: string): FD {
  * Close the reader (or `using` it): an unclosed reader keeps its mappings and the waiter registration.
  * A ring has one consumer position: two readers over the same ring would steal each other's records.
  */
-export class RingBufReader {
+export class RingBufReader<T = Buffer> {
   readonly #rings: Ring[] = [];
+  /** The maps as given (for their BTF); the reader reads through its own dup of each fd. */
+  #maps: BpfMap[] = [];
+  /** Per ring: the codec of `decode`, if set. */
+  #codecs: (Codec | undefined)[] = [];
+  #decodeAs: DecodeAs | undefined;
+  /** Set by a visit to end the current drain after the record it is visiting. */
+  #stop = false;
   #waiter: Waiter | undefined;
   #closed = false;
   #reading = 0;
@@ -108,6 +129,7 @@ export class RingBufReader {
   constructor(maps: BpfMap | readonly BpfMap[], options: RingBufReaderOptions = {}) {
     const list = Array.isArray(maps) ? maps : [maps as BpfMap];
     if (list.length === 0) throw new TypeError('RingBufReader: no ring buffer map given');
+    this.#maps = [...list];
     const page = pageSize();
     try {
       list.forEach((map, index) => {
@@ -160,6 +182,14 @@ export class RingBufReader {
       this.#release();
       throw e;
     }
+    if (options.decode !== undefined) {
+      try {
+        this.decode = options.decode;
+      } catch (e) {
+        this.close();
+        throw e;
+      }
+    }
     if (options.signal) {
       const signal = options.signal;
       this.#signal = signal;
@@ -174,6 +204,25 @@ export class RingBufReader {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * How iteration and listen() hand out records: undefined (Buffers), or a BTF type name / Codec to decode
+   * each record into a JS value (`reader.decode = 'event'` gives objects for `struct event`). The name is
+   * looked up in each ring map's object BTF; throws if a ring's BTF lacks it. A record shorter than the
+   * type makes iteration throw a TsbpfError (after the records before it).
+   */
+  get decode(): DecodeAs | undefined {
+    return this.#decodeAs;
+  }
+
+  set decode(as: DecodeAs | undefined) {
+    if (as === undefined) {
+      this.#codecs = [];
+    } else {
+      this.#codecs = this.#rings.map((r) => resolveCodec(this.#maps[r.index], as, `ring buffer "${r.name}"`));
+    }
+    this.#decodeAs = as;
   }
 
   /** Number of ring buffers read. */
@@ -231,34 +280,93 @@ export class RingBufReader {
     return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
   }
 
-  /** Records as copies, reading the next batch only when the consumer pulls. */
-  async *records(options: IterateOptions = {}): AsyncGenerator<Buffer, void, undefined> {
+  /**
+   * Records as copies (or decoded values, see `decode`), reading the next batch only when the consumer
+   * pulls: a slow consumer leaves records in the ring (where the producer sees the ring fill up) instead
+   * of buffering them here.
+   */
+  async *records(options: IterateOptions = {}): AsyncGenerator<T, void, undefined> {
     const { signal } = options;
     const batch = options.batch ?? 256;
     if (!(Number.isInteger(batch) && batch > 0)) throw new TypeError('RingBufReader.records: batch must be a positive integer');
-    const queue: Buffer[] = [];
+    const queue: T[] = [];
     for (;;) {
       signal?.throwIfAborted();
       if (this.#abortReason !== undefined) throw this.#abortReason;
       if (this.#failure) throw this.#failure;
       if (this.#closed) return;
       queue.length = 0;
+      let bad: unknown;
       this.#drain(batch, (r, start, len) => {
-        const out = Buffer.allocUnsafe(len);
-        r.data!.copy(out, 0, start, start + len);
-        queue.push(out);
+        try {
+          queue.push(this.#take(r, start, len, true));
+        } catch (e) {
+          bad = e;
+          this.#stop = true;
+        }
       });
-      if (queue.length > 0) {
-        // Back-pressure: nothing more is read until the consumer has taken all of these.
-        for (let i = 0; i < queue.length; i++) yield queue[i];
-        continue;
-      }
+      // Back-pressure: nothing more is read until the consumer has taken all of these.
+      for (let i = 0; i < queue.length; i++) yield queue[i];
+      if (bad !== undefined) throw bad;
+      if (queue.length > 0) continue;
       await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
     }
   }
 
-  [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+  [Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
     return this.records();
+  }
+
+  /**
+   * The callback form: call `callback(record, ring)` for every record until the reader closes (resolves)
+   * or `signal` aborts (rejects with its reason). Records are decoded values when `decode` is set, else
+   * views valid during the synchronous part of the callback (or copies with `copy`). A callback that
+   * returns a promise pauses reading until it settles (back-pressure); one that throws or rejects ends
+   * listening with that error. Only one read, iteration or listen() at a time.
+   */
+  async listen(callback: (record: T, ring: number) => void | Promise<void>, options: ListenOptions = {}): Promise<void> {
+    if (typeof callback !== 'function') throw new TypeError('RingBufReader.listen: callback must be a function');
+    const { signal } = options;
+    const copy = options.copy === true;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#abortReason !== undefined) throw this.#abortReason;
+      if (this.#failure) throw this.#failure;
+      if (this.#closed) return;
+      let pending: Promise<void> | undefined;
+      let failed = false;
+      let error: unknown;
+      const n = this.#drain(Infinity, (r, start, len) => {
+        try {
+          const ret = callback(this.#take(r, start, len, copy), r.index);
+          if (ret && typeof (ret as Promise<void>).then === 'function') {
+            pending = ret as Promise<void>;
+            this.#stop = true;
+          }
+        } catch (e) {
+          failed = true;
+          error = e;
+          this.#stop = true;
+        }
+      });
+      if (failed) throw error;
+      if (pending) {
+        await pending;
+        continue;
+      }
+      if (n > 0) continue;
+      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
+    }
+  }
+
+  /** The record at `start` as handed out by iteration/listen(): decoded, a copy, or a view. */
+  #take(r: Ring, start: number, len: number, copy: boolean): T {
+    const codec = this.#codecs[r.index];
+    if (codec) return decodeRecord(codec, r.data!, start, len, `ring buffer "${r.name}"`) as T;
+    if (!copy) return r.data!.subarray(start, start + len) as T;
+    const out = Buffer.allocUnsafe(len);
+    r.data!.copy(out, 0, start, start + len);
+    return out as T;
   }
 
   /** Idempotent. Wakes pending waits (iterators end), unregisters from the waiter, unmaps, closes fds. */
@@ -295,6 +403,7 @@ export class RingBufReader {
     if (this.#reading) throw new TsbpfError('RingBufReader: read() called from a record callback');
     // A wakeup that arrived before this drain is answered by it.
     this.#wakeups.consume();
+    this.#stop = false;
     this.#reading++;
     let n = 0;
     try {
@@ -325,7 +434,7 @@ export class RingBufReader {
       const start = cons;
       let busy = false;
       try {
-        while (cons < prod && n < max && !this.#closed) {
+        while (cons < prod && n < max && !this.#closed && !this.#stop) {
           const off = cons % size;
           // ACQUIRE: pairs with the kernel's commit, an atomic exchange (full barrier) that clears BUSY
           // after the producer wrote the data: once we see BUSY clear, the data reads below are ordered
@@ -353,7 +462,7 @@ export class RingBufReader {
           Atomics.store(consPos, 0, BigInt(cons));
         }
       }
-      if (busy || n >= max || this.#closed || cons === start) return n;
+      if (busy || n >= max || this.#closed || this.#stop || cons === start) return n;
       // A record committed after our producer_pos load but before the store above saw the old consumer
       // position and did not wake us (the kernel wakes only when committing at consumer_pos): look again.
     }
