@@ -30,6 +30,10 @@ struct rec12 {
 	u32 tail;
 };
 
+/* Put the sample types in the object's BTF, for readers that decode samples by type name. */
+const struct rec16 *rec16_type __attribute__((unused));
+const struct rec12 *rec12_type __attribute__((unused));
+
 const volatile u32 target_tgid = 0;
 u64 dropped;
 u64 emitted;

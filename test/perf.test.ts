@@ -102,6 +102,102 @@ t.test('overload: received + lost = produced, per CPU', (t) => {
   t.end();
 });
 
+t.test('pause(): the kernel drops and counts samples while paused, and reports them lost after resume()', (t) => {
+  using coll = open();
+  using reader = new PerfReader(coll.maps.events);
+  emit(coll, 2, 0);
+  reader.pause();
+  t.ok(reader.paused);
+  reader.pause(); // idempotent
+  emit(coll, 4, 100);
+  t.equal(counter(coll, 'dropped'), 4n, 'outputs fail while paused');
+  const seqs: number[] = [];
+  t.equal(reader.read((r) => seqs.push(seqOf(r))), 2, 'what was written before the pause stays readable');
+  reader.resume();
+  t.notOk(reader.paused);
+  emit(coll, 1, 200);
+  reader.read((r) => seqs.push(seqOf(r)));
+  t.same(seqs, [0, 1, 200]);
+  t.equal(reader.lost, 4, 'the paused outputs come back as lost');
+  t.equal(seqs.length + reader.lost, 7, 'received + lost = produced');
+  t.end();
+});
+
+t.test('overwritable rings keep the newest samples, hand them out oldest first, never twice', (t) => {
+  using coll = open();
+  using reader = new PerfReader(coll.maps.events, { overwritable: true, pagesPerCpu: 1 });
+  t.ok(reader.overwritable);
+  t.equal(reader.read(() => t.fail('empty')), 0, 'an empty ring has nothing');
+  emit(coll, 1000);
+  t.equal(counter(coll, 'dropped'), 0n, 'an overwrite ring never refuses a sample');
+  let seqs: number[] = [];
+  reader.read((r) => seqs.push(seqOf(r)));
+  // 4096 bytes of 24- and 32-byte records: about 146 fit.
+  t.ok(seqs.length > 100 && seqs.length < 171, `${seqs.length} newest samples kept`);
+  t.same(seqs, seqs.map((_, i) => 1000 - seqs.length + i), 'the newest ones, consecutive, oldest first, ending with the last');
+  t.equal(reader.read(() => t.fail('already read')), 0, 'a second read finds nothing new');
+
+  emit(coll, 5, 2000);
+  seqs = [];
+  t.equal(reader.read((r) => seqs.push(seqOf(r)), { max: 2 }), 2);
+  t.equal(reader.read((r) => seqs.push(seqOf(r))), 3);
+  t.same(seqs, [2000, 2001, 2002, 2003, 2004], 'only the new ones; max leaves the newer ones for the next read');
+
+  // Wrap the ring several times between reads: a sample cut by the overwrite is never surfaced.
+  for (let round = 0; round < 20; round++) {
+    emit(coll, 150 + round * 7, 10000 * (round + 1));
+    seqs = [];
+    reader.read((r) => seqs.push(seqOf(r)));
+    const last = 10000 * (round + 1) + 150 + round * 7 - 1;
+    if (seqs.at(-1) !== last || seqs.some((s, i) => i > 0 && s !== seqs[i - 1] + 1)) {
+      t.fail(`round ${round}: ${seqs.slice(0, 3)} … ${seqs.slice(-3)}`);
+    }
+  }
+  t.pass('20 rounds of wrapped rings read back as consecutive runs ending with the newest sample');
+
+  reader.pause();
+  emit(coll, 3, 50000);
+  t.equal(counter(coll, 'dropped'), 3n, 'paused: outputs fail');
+  t.equal(reader.read(() => t.fail('nothing new')), 0);
+  reader.resume();
+  emit(coll, 2, 60000);
+  seqs = [];
+  reader.read((r) => seqs.push(seqOf(r)));
+  t.same(seqs, [60000, 60001]);
+  t.equal(reader.lost, 3, 'samples dropped while paused are reported lost');
+  t.end();
+});
+
+t.test('decode and listen() for perf samples', async (t) => {
+  using coll = open();
+  using reader = new PerfReader<{ seq: number; kind: number; tail: number }>(coll.maps.events, { decode: 'rec12' });
+  emit(coll, 4, 10);
+  const got: { cpu: number; data: unknown }[] = [];
+  for await (const s of reader) {
+    got.push(s);
+    if (got.length === 4) break;
+  }
+  t.same(got.map((s) => s.data), [
+    { seq: 10, kind: 16, tail: 30 }, { seq: 11, kind: 12, tail: ~11 >>> 0 }, { seq: 12, kind: 16, tail: 36 }, { seq: 13, kind: 12, tail: ~13 >>> 0 },
+  ], 'samples decoded as struct rec12 (a 16-byte sample decodes its first 12 bytes)');
+  t.ok(got.every((s) => s.cpu === got[0].cpu));
+  reader.decode = 'rec16';
+  emit(coll, 2, 20);
+  const seen: unknown[] = [];
+  await t.rejects(reader.listen((ev) => { seen.push(ev); }), { name: 'TsbpfError', message: /perf event array "events": a 12-byte record is shorter than the decode type \(16 bytes\)/ });
+  t.same(seen, [{ seq: 20, kind: 16, cookie: 60n }], 'the sample before the short one was delivered');
+  reader.decode = undefined;
+  emit(coll, 3, 30);
+  const lens: number[] = [];
+  const p = reader.listen(async (view) => {
+    lens.push(view.length);
+    await tick(1);
+    if (lens.length === 3) reader.close();
+  }, { copy: true });
+  await p;
+  t.same(lens, [20, 12, 20], 'copies with the kernel padding; listen ends when the reader closes');
+});
+
 t.test('tp/syscalls/sys_enter_getpid samples under async iteration', async (t) => {
   const s = loadCollectionSpec(obj('perf_test.o'));
   setVariable(s, 'target_tgid', process.pid);

@@ -12,6 +12,13 @@
 //                       the kernel adds so that u32 + data is a multiple of 8).
 //   PERF_RECORD_LOST:   header, u64 id, u64 lost (samples dropped because the ring was full).
 //
+// Overwritable rings (`overwritable: true`): the event has write_backward set and is mapped read-only, which
+// makes the kernel ring an overwrite ring: it never waits for the reader (there is no data_tail), it writes
+// each record just below the previous one (data_head counts down from 0 as an unsigned 64-bit number), and
+// once full it overwrites the oldest records. A flight recorder: the newest records are always there. A read
+// pauses the ring's output (PERF_EVENT_IOC_PAUSE_OUTPUT), walks the records from data_head upwards (newest to
+// oldest) to where the previous read started or the ring ends, and hands them out oldest first.
+//
 // The map's user fds hold the stored perf fds: when the last one is closed the kernel clears the entries.
 // The reader keeps its own dup of the map fd until close().
 //
@@ -53,6 +60,12 @@ export interface PerfReaderOptions {
   wakeupEvents?: number;
   /** Wake up when at least this many bytes are in a ring (instead of `wakeupEvents`). */
   watermark?: number;
+  /**
+   * Overwrite mode: the kernel never drops a sample for lack of space but overwrites the oldest ones; each
+   * read returns what is still in the ring and was not read before, oldest first. Overwritten samples are
+   * not counted (`lost` only counts samples dropped while output was paused).
+   */
+  overwritable?: boolean;
   /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
   signal?: AbortSignal;
   /**
@@ -94,8 +107,10 @@ interface CpuRing {
   readonly fd: FD;
   readonly mapping: Mapping;
   readonly size: number;
-  /** data_head and data_tail as one BigInt64Array: [0] head (kernel writes), [1] tail (we write). */
+  /** data_head and data_tail as one BigInt64Array: [0] head (kernel writes), [1] tail (we write; not in overwrite mode). */
   pos: BigInt64Array | undefined;
+  /** Overwrite mode: data_head (a negative position, as signed) where the previous read started; 0 at first. */
+  readFrom: number;
   /** The data area. */
   data: Buffer | undefined;
   waitId: number;
@@ -139,6 +154,10 @@ export class PerfReader<T = Buffer> {
   #onAbort: (() => void) | undefined;
   #scratch = Buffer.alloc(0);
   #lost = 0;
+  readonly #overwritable: boolean;
+  #paused = false;
+  /** Overwrite mode: positions and sizes of the records found by the current walk (reused, never shrunk). */
+  #walk: number[] = [];
 
   constructor(map: BpfMap, options: PerfReaderOptions = {}) {
     if (!(map instanceof BpfMap)) throw new TypeError('PerfReader: argument is not a BpfMap');
@@ -157,6 +176,8 @@ export class PerfReader<T = Buffer> {
       throw new TypeError(`PerfReader: watermark must be between 1 and ${pages * page} bytes`);
     }
     this.#map = map;
+    this.#overwritable = options.overwritable === true;
+    const overwrite = this.#overwritable;
     try {
       this.#mapFd = dupFd(map.fd, `perf event array "${map.name}"`);
       const online = new Set(onlineCpus());
@@ -171,11 +192,13 @@ export class PerfReader<T = Buffer> {
           sample_type: PERF_SAMPLE.RAW,
           sample_period: 1,
           disabled: true,
+          ...(overwrite ? { write_backward: true } : {}),
           ...(wm !== undefined ? { watermark: true, wakeup_watermark: wm } : { wakeup_events: wakeupEvents }),
         }, -1, cpu, -1, 0n, what);
         let mapping: Mapping;
         try {
-          mapping = mmap(fd.value, (1 + pages) * page, PROT_READ | PROT_WRITE, 0, what);
+          // Read-only makes the kernel ring an overwrite ring (no data_tail): what overwritable asks for.
+          mapping = mmap(fd.value, (1 + pages) * page, overwrite ? PROT_READ : PROT_READ | PROT_WRITE, 0, what);
         } catch (e) {
           fd.close();
           throw e;
@@ -190,6 +213,7 @@ export class PerfReader<T = Buffer> {
           size,
           pos: new BigInt64Array(v.buffer, v.byteOffset + HEAD_OFF, 2),
           data: v.subarray(dataOff, dataOff + size),
+          readFrom: 0,
           waitId: 0,
           lost: 0,
         };
@@ -253,6 +277,36 @@ export class PerfReader<T = Buffer> {
   set decode(as: DecodeAs | undefined) {
     this.#codec = as === undefined ? undefined : resolveCodec(this.#map, as, `perf event array "${this.#map.name}"`);
     this.#decodeAs = as;
+  }
+
+  /** Whether the rings are overwrite rings (see the `overwritable` option). */
+  get overwritable(): boolean {
+    return this.#overwritable;
+  }
+
+  /** Whether output is paused (pause()). */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Stop the kernel writing into the rings (PERF_EVENT_IOC_PAUSE_OUTPUT): bpf_perf_event_output() fails
+   * while paused and the kernel counts those samples as lost (reported, with `lost`, after resume()).
+   * What is in the rings stays readable. Idempotent.
+   */
+  pause(): void {
+    this.#check();
+    if (this.#paused) return;
+    for (const r of this.#rings) ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 1, `perf event array "${this.#map.name}" cpu ${r.cpu}: pause`);
+    this.#paused = true;
+  }
+
+  /** Let the kernel write into the rings again. Idempotent. */
+  resume(): void {
+    this.#check();
+    if (!this.#paused) return;
+    for (const r of this.#rings) ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 0, `perf event array "${this.#map.name}" cpu ${r.cpu}: resume`);
+    this.#paused = false;
   }
 
   /** CPUs read, in order. */
@@ -447,6 +501,7 @@ export class PerfReader<T = Buffer> {
   }
 
   #drainRing(r: CpuRing, max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
+    if (this.#overwritable) return this.#drainBackward(r, max, visit);
     const pos = r.pos!;
     const data = r.data!;
     const size = r.size;
@@ -504,6 +559,79 @@ export class PerfReader<T = Buffer> {
       if (n >= max || this.#closed || this.#stop || tail === start) return n;
       // Samples written after our head load: take them too (their wakeup may have come before our drain).
     }
+  }
+
+  /**
+   * One read of an overwrite ring. Positions are signed numbers: data_head starts at 0 and goes down by each
+   * record's size, so the newest record starts at `head` and older ones follow at higher positions, up to
+   * `readFrom` (where the previous read started: those records were delivered) or `head + size` (anything
+   * beyond was overwritten), whichever is lower.
+   */
+  #drainBackward(r: CpuRing, max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
+    const what = `perf event array "${this.#map.name}" cpu ${r.cpu}`;
+    // Pause the ring while walking it, or the kernel could overwrite the records being read. The ioctl is a
+    // syscall: the kernel's own barriers order it before our loads below.
+    const pauseHere = !this.#paused;
+    if (pauseHere) ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 1, `${what}: pause`);
+    let n = 0;
+    try {
+      const data = r.data!;
+      const size = r.size;
+      // ACQUIRE: pairs with the kernel's release store of data_head after writing a record; with output
+      // paused nothing moves during the walk anyway. The signed view turns 2^64 - k into -k.
+      const head = Number(Atomics.load(r.pos!, 0));
+      const end = Math.min(r.readFrom, head + size);
+      const walk = this.#walk;
+      let count = 0;
+      for (let p = head; p + 8 <= end; ) {
+        const off = ((p % size) + size) % size;
+        const len = data.readUInt16LE(off + 6);
+        // 0: never written (the ring has not wrapped yet); a record cut by `end` was partly overwritten.
+        if (len < 8 || p + len > end) break;
+        walk[2 * count] = p;
+        walk[2 * count + 1] = len;
+        count++;
+        p += len;
+      }
+      // Oldest first: from the end of the walk back to `head`. With `max`, the oldest `max` are delivered and
+      // the next read starts at the newest of them.
+      let i = count - 1;
+      for (; i >= 0 && n < max && !this.#closed && !this.#stop; i--) {
+        const p = walk[2 * i];
+        const len = walk[2 * i + 1];
+        r.readFrom = p;
+        const off = ((p % size) + size) % size;
+        let buf = data;
+        let base = off;
+        if (off + len > size) {
+          if (this.#scratch.length < len) this.#scratch = Buffer.alloc(Math.max(len, 2 * this.#scratch.length, 256));
+          data.copy(this.#scratch, 0, off, size);
+          data.copy(this.#scratch, size - off, 0, len - (size - off));
+          buf = this.#scratch;
+          base = 0;
+        }
+        const type = buf.readUInt32LE(base);
+        if (type === PERF_RECORD.SAMPLE) {
+          if (len < 12) continue;
+          n++;
+          visit(buf, base + 12, Math.min(buf.readUInt32LE(base + 8), len - 12), r.cpu);
+        } else if (type === PERF_RECORD.LOST && len >= 24) {
+          const lost = Number(buf.readBigUInt64LE(base + 16));
+          r.lost += lost;
+          this.#lost += lost;
+        }
+      }
+      if (i < 0) r.readFrom = head;
+    } finally {
+      if (pauseHere && !this.#released) {
+        try {
+          ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 0, `${what}: resume`);
+        } catch {
+          /* the reader is being closed */
+        }
+      }
+    }
+    return n;
   }
 
   #release(): void {
