@@ -123,6 +123,38 @@ t.test('pause(): the kernel drops and counts samples while paused, and reports t
   t.end();
 });
 
+t.test('wakeupEvents and watermark decide when a waiting reader wakes', async (t) => {
+  using coll = open();
+  const woke = (reader: PerfReader) => {
+    const state = { woke: false };
+    void reader.wait().then(() => { state.woke = true; });
+    return state;
+  };
+  {
+    using reader = new PerfReader(coll.maps.events, { wakeupEvents: 4 });
+    const w = woke(reader);
+    emit(coll, 3);
+    await tick(150);
+    t.notOk(w.woke, 'wakeupEvents 4: three samples wake nobody');
+    emit(coll, 1, 3);
+    for (let i = 0; i < 100 && !w.woke; i++) await tick(10);
+    t.ok(w.woke, 'the fourth does');
+    t.equal(reader.read(() => {}), 4);
+  }
+  {
+    // 24/32-byte records: 10 are about 280 bytes, 40 more pass 1024.
+    using reader = new PerfReader(coll.maps.events, { watermark: 1024 });
+    const w = woke(reader);
+    emit(coll, 10);
+    await tick(150);
+    t.notOk(w.woke, 'watermark 1024: 280 bytes wake nobody');
+    emit(coll, 40, 10);
+    for (let i = 0; i < 100 && !w.woke; i++) await tick(10);
+    t.ok(w.woke, 'passing 1024 bytes does');
+    t.equal(reader.read(() => {}), 50);
+  }
+});
+
 t.test('overwritable rings keep the newest samples, hand them out oldest first, never twice', (t) => {
   using coll = open();
   using reader = new PerfReader(coll.maps.events, { overwritable: true, pagesPerCpu: 1 });
