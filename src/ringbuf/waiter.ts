@@ -109,11 +109,14 @@ export class Waiter {
     return this.#stopping || this.#error !== undefined;
   }
 
-  /** Watch `fd` (edge-triggered). Returns the registration id for remove(). */
-  add(fd: number, target: WaitTarget): number {
+  /**
+   * Watch `fd` (edge-triggered) for `events` (EPOLLIN by default: ring readers; a user ring buffer writer
+   * passes EPOLLOUT, space to write). Returns the registration id for remove().
+   */
+  add(fd: number, target: WaitTarget, events: number = EPOLLIN): number {
     if (this.stopping) throw new Error('tsbpf internal error: registering with a stopped ring waiter');
     const id = this.#nextId++;
-    epollCtl(this.#ep.value, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLET, BigInt(id));
+    epollCtl(this.#ep.value, EPOLL_CTL_ADD, fd, events | EPOLLET, BigInt(id));
     this.#targets.set(id, target);
     return id;
   }
