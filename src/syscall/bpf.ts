@@ -5,7 +5,7 @@
 
 import { BPF_CMD } from './kernel-defs.generated.js';
 import { arena, NR, rawSyscall3 } from './native.js';
-import { layoutSize, writeFields, writeBytesField, readU32, type FieldName, type LayoutName } from './layout.js';
+import { layoutSize, writeFields, writeBytesField, readU32, readField, type FieldName, type LayoutName } from './layout.js';
 import { BpfError, E } from './errors.js';
 import { FD } from './fd.js';
 
@@ -417,20 +417,112 @@ export function rawTracepointOpen(progFd: number, name: string | null, context?:
 
 export interface LinkCreateAttr {
   progFd: number;
+  /** The target fd (cgroup, netns, perf event, program for freplace), or 0. */
   targetFd?: number;
+  /** The target interface (XDP, tcx, netkit); shares its slot with targetFd. */
+  targetIfindex?: number;
   attachType: number;
   flags?: number;
   targetBtfId?: number;
   bpfCookie?: bigint;
+  /** BPF_TRACE_ITER: the bpf_iter_link_info bytes (map fd, cgroup, task). */
+  iterInfo?: Uint8Array;
+  /** Other fields of the attach-type union, by their layout name (`'tcx.relative_fd'`, `'netfilter.pf'`). */
+  fields?: Partial<Record<FieldName<'bpf_attr.link_create'>, number | bigint>>;
+  /** Pointer fields of the union: the bytes are copied next to the attr and the field gets their address. */
+  pointers?: Partial<Record<FieldName<'bpf_attr.link_create'>, Uint8Array>>;
 }
 
-/** BPF_LINK_CREATE; returns the link fd, or `-errno` when `soft` is set. */
+function pointersSize(p?: Partial<Record<string, Uint8Array>>): number {
+  let n = 0;
+  for (const v of Object.values(p ?? {})) n += (v?.length ?? 0) + 16;
+  return n;
+}
+
+/** BPF_LINK_CREATE; returns the link fd. */
 export function linkCreate(a: LinkCreateAttr, context?: string): FD {
-  const c = new BpfCall('bpf_attr.link_create');
-  c.set({ prog_fd: a.progFd, target_fd: a.targetFd ?? 0, attach_type: a.attachType, flags: a.flags ?? 0 });
+  const c = new BpfCall('bpf_attr.link_create', pointersSize(a.pointers) + (a.iterInfo?.length ?? 0) + 16);
+  c.set({ prog_fd: a.progFd, attach_type: a.attachType, flags: a.flags ?? 0 });
+  if (a.targetIfindex) c.set({ target_ifindex: a.targetIfindex });
+  else c.set({ target_fd: a.targetFd ?? 0 });
   if (a.targetBtfId) c.set({ target_btf_id: a.targetBtfId });
   if (a.bpfCookie) c.set({ 'perf_event.bpf_cookie': a.bpfCookie });
+  if (a.iterInfo) c.set({ iter_info: c.in(a.iterInfo), iter_info_len: a.iterInfo.length });
+  if (a.fields) c.set(a.fields);
+  for (const [name, bytes] of Object.entries(a.pointers ?? {})) {
+    if (bytes) c.set({ [name]: c.in(bytes) } as Partial<Record<FieldName<'bpf_attr.link_create'>, bigint>>);
+  }
   return c.runFd('LINK_CREATE', context);
+}
+
+/**
+ * BPF_LINK_UPDATE: swap the link's program for `newProgFd`. With `oldProgFd` the kernel swaps only if the
+ * link still runs that program (BPF_F_REPLACE), else fails with EPERM.
+ */
+export function linkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number, context?: string): void {
+  const c = new BpfCall('bpf_attr.link_update');
+  c.set({ link_fd: linkFd, new_prog_fd: newProgFd });
+  if (oldProgFd !== undefined) c.set({ old_prog_fd: oldProgFd, flags: BPF_F_REPLACE });
+  c.run('LINK_UPDATE', context);
+}
+
+/** BPF_F_REPLACE: for link updates and cgroup attach, replace only the named program. */
+export const BPF_F_REPLACE = 1 << 2;
+
+export interface ProgAttachAttr {
+  targetFd: number;
+  progFd: number;
+  attachType: number;
+  /** BPF_F_ALLOW_OVERRIDE (1), BPF_F_ALLOW_MULTI (2), BPF_F_REPLACE (4), BPF_F_BEFORE/AFTER (8/16), ... */
+  flags?: number;
+  replaceProgFd?: number;
+  relativeFd?: number;
+  expectedRevision?: bigint;
+}
+
+/** BPF_PROG_ATTACH: the fd-less attach of cgroup, sockmap, flow dissector, lirc and legacy tc programs. */
+export function progAttach(a: ProgAttachAttr, context?: string): void {
+  const c = new BpfCall('bpf_attr.prog_attach');
+  c.set({ target_fd: a.targetFd, attach_bpf_fd: a.progFd, attach_type: a.attachType, attach_flags: a.flags ?? 0 });
+  if (a.replaceProgFd !== undefined) c.set({ replace_bpf_fd: a.replaceProgFd });
+  if (a.relativeFd !== undefined) c.set({ relative_fd: a.relativeFd });
+  if (a.expectedRevision !== undefined) c.set({ expected_revision: a.expectedRevision });
+  c.run('PROG_ATTACH', context);
+}
+
+/** BPF_PROG_DETACH of `progFd` (or, for single-program hooks, whatever is attached when progFd is 0). */
+export function progDetach(targetFd: number, attachType: number, progFd = 0, context?: string): void {
+  const c = new BpfCall('bpf_attr.prog_attach');
+  c.set({ target_fd: targetFd, attach_bpf_fd: progFd, attach_type: attachType });
+  c.run('PROG_DETACH', context);
+}
+
+/** BPF_PROG_QUERY: ids of the programs attached to `targetFd` for `attachType` (up to `max`). */
+export function progQuery(targetFd: number, attachType: number, max = 64, context?: string): { ids: number[]; attachFlags: number; revision: bigint } {
+  const c = new BpfCall('bpf_attr.query', max * 4 + 16);
+  const ids = c.out(max * 4);
+  c.set({ target_fd: targetFd, attach_type: attachType, prog_ids: ids.addr, prog_cnt: max });
+  c.run('PROG_QUERY', context);
+  const n = Math.min(c.get('prog_cnt'), max);
+  const raw = c.read(ids, n * 4);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(raw.readUInt32LE(i * 4));
+  const revision = BigInt(readField(arena.view, c.attrOff, 'bpf_attr.query', 'revision'));
+  return { ids: out, attachFlags: c.get('attach_flags'), revision };
+}
+
+/** BPF_ITER_CREATE: an fd whose read() runs the iterator program of `linkFd`. */
+export function iterCreate(linkFd: number, context?: string): FD {
+  const c = new BpfCall('bpf_attr.iter_create');
+  c.set({ link_fd: linkFd });
+  return c.runFd('ITER_CREATE', context);
+}
+
+/** BPF_ENABLE_STATS: run-time statistics (run_time_ns, run_cnt) are collected while the fd is open. */
+export function enableStats(type: number, context?: string): FD {
+  const c = new BpfCall('bpf_attr.enable_stats');
+  c.set({ type });
+  return c.runFd('ENABLE_STATS', context);
 }
 
 export function linkDetach(linkFd: number, context?: string): void {
