@@ -15,7 +15,7 @@ export { unpin, checkBpffsPath } from './maps/pin.js';
 export { lookupBatch, lookupBatches, readAll, updateBatch, deleteBatch, BatchEntries, refusedBatchOps } from './maps/batch.js';
 export { BatchError } from './syscall/batch.js';
 export { Program, ProgramType, VerifierError, programTypeName, type ProgramInfo, type RunOptions } from './programs/program.js';
-export { Link, attachTracepoint, attachRawTracepoint, attachTracing } from './links/link.js';
+export { Link, loadPinnedLink, readLinkInfo, attachTracepoint, attachRawTracepoint, attachTracing, type LinkInfo, type LinkHandle } from './links/link.js';
 export { autoAttach, autoAttachSupport } from './links/auto.js';
 export { Collection, CollectionError, type CollectionOptions } from './collection/collection.js';
 export { GlobalVariable } from './collection/globals.js';
