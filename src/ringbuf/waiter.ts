@@ -25,7 +25,6 @@ import { WAITER_WORKER_SOURCE, type WaiterWorkerData } from './waiter-worker.js'
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 const EPOLLET = 0x80000000;
-const NR_WRITE = process.arch === 'arm64' ? 64 : 1;
 const NR_EPOLL_PWAIT = 22; // arm64 has no epoll_wait
 /** Upper bound of one wait in the worker: lets the thread reach JavaScript (and be terminated) now and then. */
 const WAIT_TIMEOUT_MS = 1000;
@@ -163,7 +162,7 @@ export class Waiter {
     arena.reset();
     const one = arena.alloc(8);
     arena.view.writeBigUInt64LE(1n, one.off);
-    rawSyscall3(NR_WRITE, BigInt(this.#efd.value), one.addr, 8n);
+    rawSyscall3(NR.write, BigInt(this.#efd.value), one.addr, 8n);
   }
 
   #fail(e: Error): void {

@@ -33,12 +33,18 @@ function init(): typeof FfiRs {
 const NR_X64 = {
   read: 0, close: 3, ioctl: 16, mmap: 9, munmap: 11, getpid: 39, fcntl: 72, mount: 165,
   epoll_wait: 232, epoll_ctl: 233, epoll_create1: 291, eventfd2: 290, perf_event_open: 298,
-  bpf: 321, gettid: 186,
+  bpf: 321, gettid: 186, write: 1, openat: 257, umount2: 166,
+  socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, bind: 49, getsockname: 51,
+  socketpair: 53, setsockopt: 54, getsockopt: 55, setns: 308, unshare: 272, sched_setaffinity: 203,
+  getcpu: 309, pidfd_open: 434, memfd_create: 319,
 } as const;
 const NR_ARM64 = {
   read: 63, close: 57, ioctl: 29, mmap: 222, munmap: 215, getpid: 172, fcntl: 25, mount: 40,
   epoll_wait: -1, epoll_ctl: 21, epoll_create1: 20, eventfd2: 19, perf_event_open: 241,
-  bpf: 280, gettid: 178,
+  bpf: 280, gettid: 178, write: 64, openat: 56, umount2: 39,
+  socket: 198, connect: 203, sendto: 206, recvfrom: 207, sendmsg: 211, recvmsg: 212, bind: 200, getsockname: 204,
+  socketpair: 199, setsockopt: 208, getsockopt: 209, setns: 268, unshare: 97, sched_setaffinity: 122,
+  getcpu: 168, pidfd_open: 434, memfd_create: 279,
 } as const;
 export const NR: Record<keyof typeof NR_X64, number> = process.arch === 'arm64' ? NR_ARM64 : NR_X64;
 
