@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { loadCollectionSpec, setVariable, Collection, autoAttach, ClosedError } from '../src/index.js';
-import { PerfReader, waitersIdle } from '../src/ringbuf/index.js';
+import { PerfReader, RecordBatch, waitersIdle } from '../src/ringbuf/index.js';
 import { rawSyscall, NR, onlineCpus } from '../src/syscall/index.js';
 import { obj, fdCount } from './helpers/env.js';
 
@@ -17,7 +17,8 @@ function emit(coll: Collection, n: number, base = 0): void {
   const ctx = Buffer.alloc(16); // raw_tp args: u64 n, u64 base
   ctx.writeUInt32LE(n, 0);
   ctx.writeUInt32LE(base, 8);
-  coll.programs.emit_n.run({ ctx });
+  // Always on the same CPU (BPF_F_TEST_RUN_ON_CPU): samples of consecutive runs land in one ring.
+  coll.programs.emit_n.run({ ctx, flags: 1, cpu: onlineCpus()[0] });
 }
 
 const counter = (coll: Collection, name: 'dropped' | 'emitted'): bigint => {
@@ -228,6 +229,36 @@ t.test('decode and listen() for perf samples', async (t) => {
   }, { copy: true });
   await p;
   t.same(lens, [20, 12, 20], 'copies with the kernel padding; listen ends when the reader closes');
+});
+
+t.test('nextBatch(): samples by position, wrapped ones alone in a scratch copy, lost ones counted', (t) => {
+  using coll = open();
+  using reader = new PerfReader(coll.maps.events, { pagesPerCpu: 1 });
+  const batch = new RecordBatch(64);
+  let next = 0;
+  let wrapped = 0;
+  for (let round = 0; round < 30; round++) {
+    emit(coll, 100, round * 100);
+    while (reader.nextBatch(batch) > 0) {
+      if (batch.count === 1 && batch.offsets[0] === 12 && batch.data.length !== 4096) wrapped++;
+      for (let i = 0; i < batch.count; i++) {
+        const s = seqOf(batch.data.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i]));
+        if (s !== next) throw new Error(`expected ${next}, got ${s}`);
+        next++;
+      }
+    }
+  }
+  t.equal(next, 3000, 'every sample in order across ~20 wraps');
+  t.ok(wrapped > 0, `${wrapped} samples wrapped and came copied`);
+  emit(coll, 2000, 0);
+  let got = 0;
+  while (reader.nextBatch(batch) > 0) got += batch.count;
+  emit(coll, 1, 0);
+  while (reader.nextBatch(batch) > 0) got += batch.count;
+  t.equal(got + reader.lost, 2001, 'received + lost = produced');
+  using ow = new PerfReader(coll.maps.events, { overwritable: true });
+  t.throws(() => ow.nextBatch(batch), { name: 'TsbpfError', message: /overwritable/ });
+  t.end();
 });
 
 t.test('tp/syscalls/sys_enter_getpid samples under async iteration', async (t) => {

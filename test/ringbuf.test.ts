@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadCollectionSpec, setVariable, Collection, autoAttach, ClosedError } from '../src/index.js';
-import { RingBufReader, waiterThreads, waitersIdle } from '../src/ringbuf/index.js';
+import { RingBufReader, RecordBatch, waiterThreads, waitersIdle } from '../src/ringbuf/index.js';
 import { rawSyscall, NR } from '../src/syscall/native.js';
 import { obj, fdCount } from './helpers/env.js';
 
@@ -378,6 +378,47 @@ t.test('listen(): the callback form, with back-pressure from async callbacks, en
   await t.rejects(r2.listen(() => { calls++; throw new Error('boom'); }), /boom/, 'a throwing callback ends listening with its error');
   t.equal(calls, 1, 'after its first record');
   t.equal(r2.read(() => {}), 1, 'the record it threw on is consumed, the next one is still there');
+});
+
+t.test('nextBatch(): records by position in a reusable batch, released by the next call', async (t) => {
+  using coll = open(['submit_n', 'discard_some']);
+  using reader = new RingBufReader([coll.maps.rb, coll.maps.rb2]);
+  const batch = new RecordBatch(300);
+  t.equal(reader.nextBatch(batch), 0, 'empty');
+  submit(coll, 1000, 0, 0);
+  submit(coll, 10, 0, 1);
+  const seen: number[][] = [[], []];
+  const sizes: number[] = [];
+  let n: number;
+  while ((n = reader.nextBatch(batch)) > 0) {
+    t.equal(batch.count, n);
+    sizes.push(n);
+    for (let i = 0; i < n; i++) seen[batch.ring].push(seqOf(batch.data.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i])));
+  }
+  t.same(seen[0], Array.from({ length: 1000 }, (_, i) => i), 'ring 0: every record, in order');
+  t.same(seen[1], Array.from({ length: 10 }, (_, i) => i), 'ring 1 too');
+  t.ok(sizes.every((k) => k <= 300), `batches of at most the capacity: ${sizes.join(' ')}`);
+  t.ok(sizes.indexOf(10) > 0 && sizes.indexOf(10) < sizes.length - 1, 'the rings take turns (round robin)');
+
+  // Held records stay valid until the next call: the kernel cannot reuse their space before.
+  submit(coll, 4, 50);
+  t.equal(reader.nextBatch(batch), 4);
+  const first = batch.record(0);
+  t.equal(seqOf(first), 50);
+  coll.programs.discard_some.run(); // a producer running meanwhile does not touch held records
+  t.equal(seqOf(first), 50, 'still intact');
+  const got: number[] = [];
+  reader.read((r) => got.push(r.readUInt32LE(0)));
+  t.same(got, [1, 2], 'read() releases the held batch first; discarded records never surface');
+  t.throws(() => batch.record(5), RangeError);
+
+  // wait() after a batch that was not released resolves at once (the kernel would not wake us otherwise).
+  submit(coll, 2, 70);
+  t.equal(reader.nextBatch(batch), 2);
+  await reader.wait();
+  t.equal(reader.nextBatch(batch), 0);
+  t.throws(() => reader.nextBatch({} as RecordBatch), TypeError);
+  t.throws(() => new RecordBatch(0), TypeError);
 });
 
 t.test('a process with an idle open reader exits on its own', (t) => {

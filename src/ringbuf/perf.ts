@@ -39,6 +39,7 @@ import { acquireWaiter, type Waiter } from './waiter.js';
 import { Wakeups } from './wakeups.js';
 import { resolveCodec, decodeRecord, type DecodeAs } from './decode.js';
 import type { Codec } from '../btf/codec.js';
+import { RecordBatch } from './record-batch.js';
 
 const F_DUPFD_CLOEXEC = 1030n;
 const PAGE_FIELDS = LAYOUTS.perf_event_mmap_page.fields;
@@ -113,6 +114,8 @@ interface CpuRing {
   readFrom: number;
   /** The data area. */
   data: Buffer | undefined;
+  /** The data area as u32 words (headers are 8-aligned: typed-array reads beat Buffer#readUInt* per record). */
+  words: Uint32Array | undefined;
   waitId: number;
   lost: number;
 }
@@ -141,6 +144,12 @@ export class PerfReader<T = Buffer> {
   #decodeAs: DecodeAs | undefined;
   /** Set by a visit to end the current drain after the sample it is visiting. */
   #stop = false;
+  /** nextBatch(): the ring whose samples the caller holds, and the data_tail to store once released. */
+  #held: CpuRing | undefined;
+  #heldTail = 0;
+  #nextRing = 0;
+  /** nextBatch(): where a sample that wraps the end of its ring is copied (alone in its batch). */
+  #batchScratch = Buffer.alloc(0);
   readonly #map: BpfMap;
   #mapFd: FD | undefined;
   #waiter: Waiter | undefined;
@@ -213,6 +222,7 @@ export class PerfReader<T = Buffer> {
           size,
           pos: new BigInt64Array(v.buffer, v.byteOffset + HEAD_OFF, 2),
           data: v.subarray(dataOff, dataOff + size),
+          words: new Uint32Array(v.buffer, v.byteOffset + dataOff, size / 4),
           readFrom: 0,
           waitId: 0,
           lost: 0,
@@ -357,12 +367,128 @@ export class PerfReader<T = Buffer> {
     return this.#drain(options.max ?? Infinity, callback);
   }
 
+  /**
+   * The fastest path: fill `batch` with up to `batch.capacity` samples of one CPU and return how many (0:
+   * nothing now). The samples stay in the ring, valid, until the next nextBatch()/read*() call on this
+   * reader (which hands their space back to the kernel, one data_tail store per batch) or close(). A sample
+   * that wraps around the end of its ring comes alone in its batch, copied into a scratch Buffer. Not for
+   * overwritable rings (use read()).
+   */
+  nextBatch(batch: RecordBatch): number {
+    if (!(batch instanceof RecordBatch)) throw new TypeError('PerfReader.nextBatch: pass a RecordBatch');
+    this.#check();
+    if (this.#overwritable) throw new TsbpfError('PerfReader.nextBatch: not for overwritable rings; use read() or readInPlace()');
+    if (this.#reading) throw new TsbpfError('PerfReader: nextBatch() called from a record callback');
+    this.#wakeups.consume();
+    this.#releaseHeld();
+    batch.clear();
+    const rings = this.#rings;
+    for (let k = 0; k < rings.length; k++) {
+      const i = (this.#nextRing + k) % rings.length;
+      const got = this.#fillBatch(rings[i], batch);
+      if (got > 0) {
+        this.#nextRing = (i + 1) % rings.length;
+        return got;
+      }
+    }
+    return 0;
+  }
+
+  #releaseHeld(): void {
+    const r = this.#held;
+    if (!r) return;
+    this.#held = undefined;
+    // RELEASE (seq-cst store): the caller's reads of the batch happen before the kernel reuses the space.
+    if (r.pos) Atomics.store(r.pos, 1, BigInt(this.#heldTail));
+  }
+
+  #fillBatch(r: CpuRing, batch: RecordBatch): number {
+    const pos = r.pos!;
+    const data = r.data!;
+    const words = r.words!;
+    const size = r.size;
+    const mask = size - 1;
+    const offsets = batch.offsets;
+    const lengths = batch.lengths;
+    const cap = batch.capacity;
+    let tail = Number(Atomics.load(pos, 1));
+    // ACQUIRE: pairs with the kernel's release of data_head (see #drainRing); plain reads below it.
+    const head = Number(Atomics.load(pos, 0));
+    const start = tail;
+    let off = tail % size;
+    let n = 0;
+    let out: Buffer = data;
+    while (tail < head && n < cap) {
+      const w = off >>> 2;
+      const type = words[w];
+      const len = words[w + 1] >>> 16;
+      if (len < 8 || len > head - tail) {
+        tail = head;
+        this.#held = r;
+        this.#heldTail = tail;
+        throw new TsbpfError(`PerfReader: corrupt record on cpu ${r.cpu}: size ${len}`);
+      }
+      if (off + len > size) {
+        // Wraps: alone in its batch, copied. Stop before it if the batch has samples already.
+        if (n > 0) break;
+        if (this.#batchScratch.length < len) this.#batchScratch = Buffer.alloc(Math.max(len, 256));
+        const first = size - off;
+        data.copy(this.#batchScratch, 0, off, size);
+        data.copy(this.#batchScratch, first, 0, len - first);
+        tail += len;
+        off = (off + len) & mask;
+        const buf = this.#batchScratch;
+        if (type === PERF_RECORD.SAMPLE && len >= 12) {
+          offsets[0] = 12;
+          lengths[0] = Math.min(buf.readUInt32LE(8), len - 12);
+          n = 1;
+          out = buf;
+          break;
+        }
+        if (type === PERF_RECORD.LOST && len >= 24) this.#countLost(r, Number(buf.readBigUInt64LE(16)));
+        continue;
+      }
+      if (type === PERF_RECORD.SAMPLE && len >= 12) {
+        const raw = words[w + 2];
+        offsets[n] = off + 12;
+        lengths[n] = raw < len - 12 ? raw : len - 12;
+        n++;
+      } else if (type === PERF_RECORD.LOST && len >= 24) {
+        this.#countLost(r, Number(data.readBigUInt64LE(off + 16)));
+      }
+      tail += len;
+      off = (off + len) & mask;
+    }
+    if (tail !== start) {
+      this.#held = r;
+      this.#heldTail = tail;
+    }
+    if (n > 0) {
+      batch.count = n;
+      batch.ring = r.cpu;
+      batch.data = out;
+    } else {
+      this.#releaseHeld();
+    }
+    return n;
+  }
+
+  #countLost(r: CpuRing, lost: number): void {
+    r.lost += lost;
+    this.#lost += lost;
+  }
+
   /** Wait until samples may be available, without blocking Node. Resolves on close(); rejects on abort. */
   wait(options: { signal?: AbortSignal } = {}): Promise<void> {
     try {
       this.#check();
     } catch (e) {
       return Promise.reject(e);
+    }
+    // Samples held by nextBatch() keep data_tail behind: release them and report a wakeup right away.
+    if (this.#held) {
+      this.#releaseHeld();
+      return Promise.resolve();
     }
     return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
   }
@@ -463,6 +589,7 @@ export class PerfReader<T = Buffer> {
     this.#closed = true;
     if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
     for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
+    this.#held = undefined;
     this.#wakeups.wakeAll();
     if (this.#reading === 0) this.#release();
   }
@@ -485,6 +612,7 @@ export class PerfReader<T = Buffer> {
   #drain(max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
     if (this.#reading) throw new TsbpfError('PerfReader: read() called from a record callback');
     this.#wakeups.consume();
+    this.#releaseHeld();
     this.#stop = false;
     this.#reading++;
     let n = 0;
@@ -504,7 +632,11 @@ export class PerfReader<T = Buffer> {
     if (this.#overwritable) return this.#drainBackward(r, max, visit);
     const pos = r.pos!;
     const data = r.data!;
+    const words = r.words!;
+    const cpu = r.cpu;
     const size = r.size;
+    // size is a power of two (pages × 2^n): `& mask` wraps an offset within the ring.
+    const mask = size - 1;
     let n = 0;
     // Only we write data_tail; the atomic load is for an untorn 64-bit read, not for ordering. Positions
     // grow forever as u64; as doubles they stay exact up to 2^53 bytes of traffic.
@@ -514,35 +646,46 @@ export class PerfReader<T = Buffer> {
       // after the record bytes are written): every record below head is complete when we read it.
       const head = Number(Atomics.load(pos, 0));
       const start = tail;
+      // One double modulo per batch; then 32-bit masking per record. Plain typed-array reads are enough:
+      // the acquire load of head above orders every read of the records below it.
+      let off = tail % size;
       try {
         while (tail < head && n < max && !this.#closed && !this.#stop) {
-          const off = tail % size;
-          // The header is 8 bytes at an 8-aligned offset: it never wraps.
-          const type = data.readUInt32LE(off);
-          const len = data.readUInt16LE(off + 6);
+          // The header is 8 bytes at an 8-aligned offset: it never wraps. u32 type, u16 misc, u16 size.
+          const w = off >>> 2;
+          const type = words[w];
+          const len = words[w + 1] >>> 16;
           if (len < 8 || len > head - tail) {
             // Corrupt: skip everything we were given rather than loop on garbage.
             tail = head;
             throw new TsbpfError(`PerfReader: corrupt record on cpu ${r.cpu}: size ${len}`);
           }
-          let buf = data;
-          let base = off;
-          if (off + len > size) {
-            // Wraps around the end of the data area: copy both parts into the scratch buffer.
-            if (this.#scratch.length < len) this.#scratch = Buffer.alloc(Math.max(len, 2 * this.#scratch.length, 256));
-            const first = size - off;
-            data.copy(this.#scratch, 0, off, size);
-            data.copy(this.#scratch, first, 0, len - first);
-            buf = this.#scratch;
-            base = 0;
-          }
+          const at = off;
           // Advance before visiting, so a callback that throws leaves its record consumed.
           tail += len;
+          off = (off + len) & mask;
+          if (at + len <= size) {
+            if (type === PERF_RECORD.SAMPLE) {
+              if (len < 12) continue;
+              const raw = words[w + 2];
+              n++;
+              visit(data, at + 12, raw < len - 12 ? raw : len - 12, cpu);
+              continue;
+            }
+            if (type !== PERF_RECORD.LOST) continue;
+          }
+          // Wraps around the end of the data area (or a LOST record): copy it into the scratch buffer.
+          if (this.#scratch.length < len) this.#scratch = Buffer.alloc(Math.max(len, 2 * this.#scratch.length, 256));
+          const buf = this.#scratch;
+          const first = Math.min(len, size - at);
+          data.copy(buf, 0, at, at + first);
+          if (first < len) data.copy(buf, first, 0, len - first);
+          const base = 0;
           if (type === PERF_RECORD.SAMPLE) {
             if (len < 12) continue;
             const raw = Math.min(buf.readUInt32LE(base + 8), len - 12);
             n++;
-            visit(buf, base + 12, raw, r.cpu);
+            visit(buf, base + 12, raw, cpu);
           } else if (type === PERF_RECORD.LOST && len >= 24) {
             const lost = Number(buf.readBigUInt64LE(base + 16)); // u64 id, u64 lost
             r.lost += lost;
@@ -651,6 +794,7 @@ export class PerfReader<T = Buffer> {
       // Drop every view over the mapping before munmap: nothing here may touch it afterwards.
       r.pos = undefined;
       r.data = undefined;
+      r.words = undefined;
       try {
         ioctl(r.fd.value, PERF_EVENT_IOC.DISABLE, 0);
       } catch {
