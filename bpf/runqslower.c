@@ -15,6 +15,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* report waits longer than this; 0 reports every switch-in we saw enqueued */
+/* Keeps struct event in the object's BTF, so loaders can decode the records by type (tsbpf load --attach). */
+const struct event *unused_event __attribute__((unused));
+
 const volatile __u64 min_us = 10000;
 /* 0 = any; otherwise only this thread id / this process (tgid) */
 const volatile pid_t targ_pid = 0;

@@ -11,14 +11,25 @@ import type { Link } from '../links/link.js';
 import { mapTypeName } from '../maps/map.js';
 import { programTypeName, VerifierError } from '../programs/program.js';
 import { ownedFdCount } from '../syscall/fd.js';
+import { waitersIdle } from '../ringbuf/index.js';
+import { EventStream, parseEventArgs } from './events.js';
+import { EXAMPLES } from '../examples/index.js';
 
 const USAGE = `Usage: tsbpf load OBJECT.o [options]
+       tsbpf run NAME [args]       run a bundled example program (tsbpf run --help lists them)
 
 Load every map and program of a clang-compiled BPF object and print them.
 
 Options:
   --attach             attach programs by their section name (tp/, raw_tp/, tp_btf/, ...)
-                       and keep running until Ctrl-C (SIGINT) or SIGTERM
+                       and keep running until Ctrl-C (SIGINT) or SIGTERM. Meanwhile the records
+                       of every ring buffer and perf event array are printed, one line each:
+                       TIME (HH:MM:SS) then one column per member of the record's struct (MAP
+                       too when there are several such maps); lost perf samples go to stderr
+  --event MAP=TYPE     decode the records of MAP as BTF struct TYPE; repeatable. Default: the
+                       object's "struct event" when it fits the records, else raw bytes in hex
+  --json               print the records as JSON lines ({"time", "map", members...}; 64-bit
+                       numbers beyond 2^53 as strings); everything else goes to stderr
   --set NAME=VALUE     set a global variable (.rodata/.data/.bss) before loading; repeatable
   --program NAME       load only this program; repeatable
   --btf FILE           relocate CO-RE against this BTF (raw BTF or an ELF with .BTF) instead of
@@ -49,6 +60,8 @@ async function load(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       attach: { type: 'boolean' },
+      event: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
       set: { type: 'string', multiple: true },
       program: { type: 'string', multiple: true },
       btf: { type: 'string' },
@@ -72,6 +85,9 @@ async function load(argv: string[]): Promise<number> {
     if (eq <= 0) throw new TsbpfError(`--set wants NAME=VALUE, got "${s}"`);
     setVariable(spec, s.slice(0, eq), parseValue(s.slice(eq + 1)));
   }
+  const events = parseEventArgs(values.event, spec);
+  // With --attach --json, stdout carries only the records: everything else goes to stderr.
+  const info = values.json && values.attach ? (s = ''): void => void process.stderr.write(s + '\n') : out;
   const coll = new Collection(spec, {
     programs: values.program,
     logLevel: values.verbose ? 1 : 0,
@@ -79,75 +95,151 @@ async function load(argv: string[]): Promise<number> {
     pinPath: values.pin,
   });
   const links: Link[] = [];
+  let stream: EventStream | undefined;
+  let outBroken = false;
   let closed = false;
   const shutdown = (): void => {
     if (closed) return;
     closed = true;
     for (const l of links) l.close();
+    stream?.close();
     coll.close();
   };
   try {
-    out(`${path}: loaded ${Object.keys(coll.programs).length} program(s), ${Object.keys(coll.maps).length} map(s)`);
-    out();
+    info(`${path}: loaded ${Object.keys(coll.programs).length} program(s), ${Object.keys(coll.maps).length} map(s)`);
+    info();
     const progRows = [['PROGRAM', 'TYPE', 'ID', 'XLATED', 'SECTION']];
     for (const p of Object.values(coll.programs)) {
-      const info = p.info();
-      progRows.push([p.name, programTypeName(p.type).toLowerCase(), String(info.id), `${info.xlatedInsns} insns`, spec.programs[p.name].section]);
+      const pi = p.info();
+      progRows.push([p.name, programTypeName(p.type).toLowerCase(), String(pi.id), `${pi.xlatedInsns} insns`, spec.programs[p.name].section]);
     }
-    out(table(progRows));
-    out();
+    info(table(progRows));
+    info();
     const mapRows = [['MAP', 'TYPE', 'KEY', 'VALUE', 'MAX ENTRIES']];
     for (const [name, m] of Object.entries(coll.maps)) {
       mapRows.push([name, mapTypeName(m.type).toLowerCase(), `${m.keySize}B`, `${m.valueSize}B`, String(m.maxEntries)]);
     }
-    out(table(mapRows));
+    info(table(mapRows));
     if (values.verbose) {
       for (const p of Object.values(coll.programs)) {
-        out(`\n--- verifier log: ${p.name} ---\n${p.verifierLog.trimEnd()}`);
+        info(`\n--- verifier log: ${p.name} ---\n${p.verifierLog.trimEnd()}`);
       }
     }
     if (!values.attach) {
       shutdown();
       return 0;
     }
-    out();
+    info();
+    // Readers first: a perf event array only takes records once its per-CPU entries are set.
+    stream = new EventStream(coll, spec, {
+      events,
+      json: values.json === true,
+      write: (s) => void (outBroken || process.stdout.write(s)),
+      warn: (s) => void process.stderr.write(s + '\n'),
+    });
+    for (const src of stream.sources) info(`read   ${src.map} (${src.kind}) as ${src.type}`);
     for (const [name, p] of Object.entries(coll.programs)) {
       const ps = spec.programs[name];
       const why = autoAttachSupport(ps);
       if (why) {
-        out(`skip   ${name}: ${why}`);
+        info(`skip   ${name}: ${why}`);
         continue;
       }
       const l = autoAttach(p, ps);
       links.push(l);
-      out(`attach ${name} → ${l.kind} ${l.target}`);
+      info(`attach ${name} → ${l.kind} ${l.target}`);
     }
     if (links.length === 0) {
-      out('nothing to attach');
+      info('nothing to attach');
       shutdown();
       return 1;
     }
-    out(`\nAttached ${links.length} program(s). Hit Ctrl-C to detach and exit.`);
-    await new Promise<void>((resolve) => {
+    info(`\nAttached ${links.length} program(s). Hit Ctrl-C to detach and exit.`);
+    if (!stream.empty && !values.json) out(['', ...stream.headers()].join('\n'));
+    let failure: unknown;
+    let removeHandlers = (): void => {};
+    const why = await new Promise<string>((resolve) => {
       // Signal handlers don't keep Node's event loop alive: a timer does.
       const keepAlive = setInterval(() => {}, 1 << 30);
-      const done = (sig: string) => {
-        clearInterval(keepAlive);
-        out(`\n${sig}: detaching`);
-        resolve();
+      const onInt = () => done('SIGINT');
+      const onTerm = () => done('SIGTERM');
+      // A closed pipe (`tsbpf load ... | head`) ends the run like a signal; nothing more goes to stdout.
+      const onOutError = (e: NodeJS.ErrnoException) => {
+        outBroken = true;
+        done(e.code === 'EPIPE' ? 'EPIPE' : `stdout: ${e.message}`);
       };
-      process.once('SIGINT', () => done('SIGINT'));
-      process.once('SIGTERM', () => done('SIGTERM'));
+      let settled = false;
+      function done(reason: string): void {
+        if (settled) return;
+        settled = true;
+        clearInterval(keepAlive);
+        resolve(reason);
+      }
+      // Left installed (and ignoring repeats) until everything is closed: a signal sent twice, as
+      // `timeout` does to the process and its group, must not kill us halfway through the cleanup.
+      process.on('SIGINT', onInt);
+      process.on('SIGTERM', onTerm);
+      removeHandlers = () => {
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+      };
+      process.stdout.on('error', onOutError);
+      stream!.start((e) => {
+        failure = e;
+        done('error');
+      });
     });
     const n = links.length;
+    // Detach first so no new record arrives, then print what is left in the rings, then close everything.
+    for (const l of links) l.close();
+    await stream.stop().catch((e: unknown) => {
+      failure ??= e;
+    });
     shutdown();
+    // The readers' waiter thread closes its own fds once it has exited.
+    await waitersIdle();
     const left = ownedFdCount();
-    out(`detached ${n} link(s), closed all maps and programs (${left} tsbpf fd(s) still open)`);
-    return left === 0 ? 0 : 1;
+    removeHandlers();
+    if (failure !== undefined) {
+      process.stderr.write(`tsbpf: reading events failed: ${failure instanceof Error ? failure.message : String(failure)}\n`);
+    }
+    const say = outBroken ? (s = ''): void => void process.stderr.write(s + '\n') : info;
+    say(`\n${why}: detaching`);
+    say(`detached ${n} link(s), closed all maps and programs (${left} tsbpf fd(s) still open)`);
+    return left === 0 && failure === undefined ? 0 : 1;
   } catch (e) {
     shutdown();
     throw e;
   }
+}
+
+function runUsage(): string {
+  const names = Object.keys(EXAMPLES);
+  const w = Math.max(...names.map((n) => n.length));
+  return `Usage: tsbpf run NAME [args]
+
+Run one of the example programs bundled with tsbpf (tsbpf run NAME --help for its options):
+
+${names.map((n) => `  ${n.padEnd(w)}  ${EXAMPLES[n].summary}`).join('\n')}
+`;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '-h' || name === '--help') {
+    out(runUsage());
+    return 0;
+  }
+  if (name === undefined) {
+    process.stderr.write(runUsage());
+    return 2;
+  }
+  const ex = Object.prototype.hasOwnProperty.call(EXAMPLES, name) ? EXAMPLES[name] : undefined;
+  if (!ex) {
+    process.stderr.write(`tsbpf run: unknown example "${name}"\n\n${runUsage()}`);
+    return 2;
+  }
+  return (await ex.load()).main(rest);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -155,6 +247,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'load':
       return load(rest);
+    case 'run':
+      return run(rest);
     case undefined:
     case '-h':
     case '--help':
