@@ -20,3 +20,7 @@ export { autoAttach, autoAttachSupport } from './links/auto.js';
 export { Collection, CollectionError, type CollectionOptions } from './collection/collection.js';
 export { GlobalVariable } from './collection/globals.js';
 export * from './ringbuf/index.js';
+export { attachUprobe, attachUprobeMulti, type UprobeOptions, type UprobeMultiOptions } from './links/uprobe.js';
+export { attachUsdt, findUsdtSites, encodeUsdtSpec, USDT_SPEC_MAP, type UsdtOptions, type UsdtSite } from './links/usdt.js';
+export { autoAttachUprobe, autoAttachUprobeSupport, type AutoAttachUprobeOptions } from './links/auto-uprobe.js';
+export { NativeElf, openBinary, resolveBinary, parseUsdtArgs, type NativeSymbol, type UsdtNote, type UsdtArg } from './elf/binary.js';

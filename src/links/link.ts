@@ -201,14 +201,6 @@ export class Link {
     if (this.#closed) return;
     this.#closed = true;
     liveLegacy.delete(this);
-    let error: unknown;
-    if (this.#detach) {
-      try {
-        this.#detach();
-      } catch (e) {
-        error = e;
-      }
-    }
     this.#fd?.close();
     if (this.#perf && !this.#perf.closed) {
       // Without a bpf_link the program is attached through the perf event: disabling first
@@ -221,6 +213,16 @@ export class Link {
         }
       }
       this.#perf.close();
+    }
+    // After the link and perf fds: the callback is the detach of a non-link attachment, or cleanup that
+    // must wait until the program can no longer run (e.g. USDT argument specs).
+    let error: unknown;
+    if (this.#detach) {
+      try {
+        this.#detach();
+      } catch (e) {
+        error = e;
+      }
     }
     for (const f of this.#owned) f.close();
     if (error !== undefined) throw error;

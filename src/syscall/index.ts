@@ -5,3 +5,4 @@ export * from './bpf.js';
 export * from './os.js';
 export * from './layout.js';
 export { rawSyscall, rawSyscall3, NR } from './native.js';
+export * from './uprobe-sys.js';
