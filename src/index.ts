@@ -24,3 +24,7 @@ export { attachUprobe, attachUprobeMulti, type UprobeOptions, type UprobeMultiOp
 export { attachUsdt, findUsdtSites, encodeUsdtSpec, USDT_SPEC_MAP, type UsdtOptions, type UsdtSite } from './links/usdt.js';
 export { autoAttachUprobe, autoAttachUprobeSupport, type AutoAttachUprobeOptions } from './links/auto-uprobe.js';
 export { NativeElf, openBinary, resolveBinary, parseUsdtArgs, type NativeSymbol, type UsdtNote, type UsdtArg } from './elf/binary.js';
+export { attachCgroup, openCgroup, cgroup2Root, cgroupAttachName, CGROUP_ATTACH_TYPES, type CgroupAttachOptions, type CgroupAttachName, type CgroupFlags, type OpenedCgroup } from './links/cgroup.js';
+export { attachSocketFilter, detachSocketFilter, attachSkLookup, attachSockmap, SOCKMAP_ATTACH_TYPES, type SockmapAttachName, type SockmapAttachOptions } from './links/socket.js';
+export { attachNetfilter, NF_PROTO, NF_HOOK, type NetfilterAttachOptions } from './links/netfilter.js';
+export { autoAttachCgroup, autoAttachCgroupSupport, type AutoAttachCgroupOptions } from './links/auto-cgroup.js';

@@ -6,3 +6,4 @@ export * from './os.js';
 export * from './layout.js';
 export { rawSyscall, rawSyscall3, NR } from './native.js';
 export * from './uprobe-sys.js';
+export * from './socket.js';
