@@ -28,3 +28,9 @@ export { attachCgroup, openCgroup, cgroup2Root, cgroupAttachName, CGROUP_ATTACH_
 export { attachSocketFilter, detachSocketFilter, attachSkLookup, attachSockmap, SOCKMAP_ATTACH_TYPES, type SockmapAttachName, type SockmapAttachOptions } from './links/socket.js';
 export { attachNetfilter, NF_PROTO, NF_HOOK, type NetfilterAttachOptions } from './links/netfilter.js';
 export { autoAttachCgroup, autoAttachCgroupSupport, type AutoAttachCgroupOptions } from './links/auto-cgroup.js';
+export { attachIter, IterLink, CgroupIterOrder, type IterOptions, type IterReadOptions } from './links/iter.js';
+export { attachPerfEvent, PerfSoftware, PerfHardware, type PerfEventOptions } from './links/perf-event.js';
+export { attachKprobe, attachKprobeMulti, attachKsyscall, ksyscallName, kprobeSupport, matchTraceableFunctions, type KprobeOptions, type KprobeMultiOptions } from './links/kprobe.js';
+export { autoAttachTracing, autoAttachTracingSupport, attachFreplace, type AutoAttachTracingOptions } from './links/auto-tracing.js';
+export { TestRunFlags, readJited, readBtfById, functionBtfId, type ProgramStats, type JitedInfo, type TestRunResult } from './programs/program.js';
+export { enableStats, statsEnabledBySysctl, type StatsHandle } from './programs/stats.js';

@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CollectionSpec, MapSpec, ProgramSpec } from '../elf/spec.js';
 import { BpfMap, mapTypeName } from '../maps/map.js';
-import { Program, programTypeName, VerifierError } from '../programs/program.js';
+import { Program, programTypeName, VerifierError, functionBtfId } from '../programs/program.js';
 import {
   linkProgram, setImm, setSrcReg, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, OP_LD_IMM64, INSN_SIZE, type LinkedProgram,
 } from './linker.js';
@@ -44,6 +44,12 @@ export interface CollectionOptions {
   kconfig?: Record<string, string | number | bigint | boolean>;
   /** Kernel config file to read `.kconfig` externs from (default /proc/config.gz, then /boot/config-$(uname -r)). */
   kconfigFile?: string;
+  /**
+   * Targets of `freplace` programs, by program name: the loaded program (or the name of a program of this
+   * collection that comes earlier in the object) and its global function to replace (default: the name
+   * after `freplace/` in the section).
+   */
+  attachTargets?: Record<string, { program: Program | string; function?: string }>;
 }
 
 export class CollectionError extends TsbpfError {}
@@ -209,6 +215,18 @@ export class Collection {
           }
           attachBtfId = ty.id;
         }
+        let attachProgFd: number | undefined;
+        if (p.type === BPF_PROG_TYPE.EXT) {
+          const tgt = options.attachTargets?.[p.name];
+          const fn = tgt?.function ?? p.attachTo;
+          if (!tgt || !fn) {
+            throw new CollectionError(`freplace program "${p.name}" needs its target: pass { attachTargets: { ${p.name}: { program, function } } }`);
+          }
+          const target = typeof tgt.program === 'string' ? this.programs[tgt.program] : tgt.program;
+          if (!target) throw new CollectionError(`freplace program "${p.name}": target program "${String(tgt.program)}" is not loaded (yet)`);
+          attachProgFd = target.fd;
+          attachBtfId = functionBtfId(target, fn);
+        }
         const useBtf = btfFd !== undefined && l.funcInfos.length > 0;
         if (btfError && hasGlobalSubprogs(spec, l)) {
           throw new CollectionError(`program "${p.name}" has global subprograms, which need BTF, but the kernel refused the object's BTF (${btfError})`);
@@ -228,6 +246,7 @@ export class Collection {
           lineInfo: useBtf ? lineInfoBufs.get(p.name) : undefined,
           lineInfos: l.lineInfos,
           attachBtfId,
+          attachProgFd,
           fdArray,
           logLevel: options.logLevel,
           });

@@ -204,7 +204,7 @@ function resolveAttachType(prog: Program, at: number | CgroupAttachName | undefi
   } else if (typeof at === 'number') {
     type = at;
   } else {
-    const expected = (prog as unknown as { expectedAttachType?: number }).expectedAttachType;
+    const expected = prog.expectedAttachType;
     if (expected) type = expected;
     else if (allowed.length === 1) type = CGROUP_ATTACH_TYPES[allowed[0]];
     else {
