@@ -8,6 +8,7 @@ import { setVariable } from '../elf/variables.js';
 import { TsbpfError } from '../errors.js';
 import { autoAttach, autoAttachSupport } from '../links/auto.js';
 import type { Link } from '../links/link.js';
+import { IterLink } from '../links/iter.js';
 import { mapTypeName } from '../maps/map.js';
 import { programTypeName, VerifierError } from '../programs/program.js';
 import { ownedFdCount } from '../syscall/fd.js';
@@ -30,6 +31,9 @@ Options:
                        object's "struct event" when it fits the records, else raw bytes in hex
   --json               print the records as JSON lines ({"time", "map", members...}; 64-bit
                        numbers beyond 2^53 as strings); everything else goes to stderr
+  --iface NAME         network interface for xdp and tc programs
+  --cgroup PATH        cgroup (v2) for cgroup programs (default: the cgroup v2 root)
+  --pid PID            only this process, for uprobe and usdt programs
   --set NAME=VALUE     set a global variable (.rodata/.data/.bss) before loading; repeatable
   --program NAME       load only this program; repeatable
   --btf FILE           relocate CO-RE against this BTF (raw BTF or an ELF with .BTF) instead of
@@ -60,6 +64,9 @@ async function load(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       attach: { type: 'boolean' },
+      iface: { type: 'string' },
+      cgroup: { type: 'string' },
+      pid: { type: 'string' },
       event: { type: 'string', multiple: true },
       json: { type: 'boolean' },
       set: { type: 'string', multiple: true },
@@ -86,6 +93,12 @@ async function load(argv: string[]): Promise<number> {
     setVariable(spec, s.slice(0, eq), parseValue(s.slice(eq + 1)));
   }
   const events = parseEventArgs(values.event, spec);
+  if (values.pid !== undefined && !/^\d+$/.test(values.pid)) throw new TypeError(`--pid wants a process id, got "${values.pid}"`);
+  const attachOpts = {
+    iface: values.iface,
+    cgroup: values.cgroup,
+    pid: values.pid === undefined ? undefined : Number(values.pid),
+  };
   // With --attach --json, stdout carries only the records: everything else goes to stderr.
   const info = values.json && values.attach ? (s = ''): void => void process.stderr.write(s + '\n') : out;
   const coll = new Collection(spec, {
@@ -140,14 +153,17 @@ async function load(argv: string[]): Promise<number> {
     for (const src of stream.sources) info(`read   ${src.map} (${src.kind}) as ${src.type}`);
     for (const [name, p] of Object.entries(coll.programs)) {
       const ps = spec.programs[name];
-      const why = autoAttachSupport(ps);
+      const why = autoAttachSupport(ps, attachOpts);
       if (why) {
         info(`skip   ${name}: ${why}`);
         continue;
       }
-      const l = autoAttach(p, ps);
-      links.push(l);
-      info(`attach ${name} → ${l.kind} ${l.target}`);
+      const got = autoAttach(p, ps, attachOpts);
+      const list = Array.isArray(got) ? got : [got];
+      links.push(...list);
+      for (const l of list) info(`attach ${name} → ${l.kind} ${l.target}`);
+      // An iterator's output is what it produces: print it once, now.
+      for (const l of list) if (l instanceof IterLink) out((await l.text()).trimEnd());
     }
     if (links.length === 0) {
       info('nothing to attach');

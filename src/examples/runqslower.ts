@@ -134,7 +134,7 @@ export async function main(argv: string[]): Promise<number> {
     try {
       // 64 pages (256 KiB) per CPU: room for a burst of events while we print.
       reader = new PerfReader(coll.maps.events, { pagesPerCpu: 64 });
-      for (const [name, prog] of Object.entries(coll.programs)) links.push(autoAttach(prog, spec.programs[name]));
+      for (const [name, prog] of Object.entries(coll.programs)) links.push(...[autoAttach(prog, spec.programs[name])].flat());
 
       // `| head` closes the pipe: stop like on Ctrl-C, and write nothing more.
       let broken = false;
