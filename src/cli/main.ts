@@ -15,9 +15,11 @@ import { ownedFdCount } from '../syscall/fd.js';
 import { waitersIdle } from '../ringbuf/index.js';
 import { EventStream, parseEventArgs } from './events.js';
 import { EXAMPLES } from '../examples/index.js';
+import { btfCommand } from './btf.js';
 
 const USAGE = `Usage: tsbpf load OBJECT.o [options]
        tsbpf run NAME [args]       run a bundled example program (tsbpf run --help lists them)
+       tsbpf btf dump [FILE] [--format c|json]   print BTF as a vmlinux.h or JSON
 
 Load every map and program of a clang-compiled BPF object and print them.
 
@@ -265,6 +267,8 @@ async function main(argv: string[]): Promise<number> {
       return load(rest);
     case 'run':
       return run(rest);
+    case 'btf':
+      return btfCommand(rest);
     case undefined:
     case '-h':
     case '--help':
