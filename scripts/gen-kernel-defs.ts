@@ -30,6 +30,7 @@ const ENUMS: readonly [string, string, string][] = [
   ['PERF_COUNT_SW', 'perf_sw_ids', 'PERF_COUNT_SW_'],
   ['PERF_SAMPLE', 'perf_event_sample_format', 'PERF_SAMPLE_'],
   ['PERF_RECORD', 'perf_event_type', 'PERF_RECORD_'],
+  ['NLMSGERR_ATTR', 'nlmsgerr_attrs', 'NLMSGERR_ATTR_'],
 ];
 
 /**
@@ -57,6 +58,13 @@ const STRUCTS: readonly [string, 'struct' | 'union'][] = [
   ['perf_event_mmap_page', 'struct'],
   ['perf_event_header', 'struct'],
   ['epoll_event', 'struct'],
+  // rtnetlink (src/syscall/netlink.ts)
+  ['nlmsghdr', 'struct'],
+  ['nlmsgerr', 'struct'],
+  ['rtattr', 'struct'],
+  ['sockaddr_nl', 'struct'],
+  ['ifinfomsg', 'struct'],
+  ['tcmsg', 'struct'],
 ];
 
 /** How a field is laid out: whole bytes, or a bitfield in bits from the start of the struct. */

@@ -34,3 +34,6 @@ export { attachKprobe, attachKprobeMulti, attachKsyscall, ksyscallName, kprobeSu
 export { autoAttachTracing, autoAttachTracingSupport, attachFreplace, type AutoAttachTracingOptions } from './links/auto-tracing.js';
 export { TestRunFlags, readJited, readBtfById, functionBtfId, type ProgramStats, type JitedInfo, type TestRunResult } from './programs/program.js';
 export { enableStats, statsEnabledBySysctl, type StatsHandle } from './programs/stats.js';
+export { attachXdp, queryXdp, type XdpOptions, type XdpMode } from './links/xdp.js';
+export { attachTc, listTcFilters, type TcOptions, type TcDirection } from './links/tc.js';
+export { autoAttachNet, autoAttachNetSupport, type AutoAttachNetOptions } from './links/auto-net.js';

@@ -11,12 +11,10 @@ import { attachRawTracepoint, attachTracepoint, attachTracing, type Link } from 
 import { autoAttachTracing, autoAttachTracingSupport, type AutoAttachTracingOptions } from './auto-tracing.js';
 import { autoAttachUprobe, autoAttachUprobeSupport, type AutoAttachUprobeOptions } from './auto-uprobe.js';
 import { autoAttachCgroup, autoAttachCgroupSupport, type AutoAttachCgroupOptions } from './auto-cgroup.js';
+import { autoAttachNet, autoAttachNetSupport, type AutoAttachNetOptions } from './auto-net.js';
 
 /** What the section name cannot say: where networking and cgroup programs go, options of sampling events, ... */
-export type AutoAttachOptions = AutoAttachTracingOptions & AutoAttachUprobeOptions & AutoAttachCgroupOptions & {
-  /** Network interface for XDP and TC programs (name or index). */
-  iface?: string;
-};
+export type AutoAttachOptions = AutoAttachTracingOptions & AutoAttachUprobeOptions & AutoAttachCgroupOptions & AutoAttachNetOptions;
 
 interface Family {
   support(spec: ProgramSpec, opts: AutoAttachOptions): string | undefined | null;
@@ -27,6 +25,7 @@ const FAMILIES: Family[] = [
   { support: autoAttachTracingSupport, attach: autoAttachTracing },
   { support: (s) => autoAttachUprobeSupport(s), attach: autoAttachUprobe },
   { support: autoAttachCgroupSupport, attach: autoAttachCgroup },
+  { support: autoAttachNetSupport, attach: autoAttachNet },
 ];
 
 /** The tracepoint and BTF-typed kinds handled here. */

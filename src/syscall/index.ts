@@ -5,5 +5,6 @@ export * from './bpf.js';
 export * from './os.js';
 export * from './layout.js';
 export { rawSyscall, rawSyscall3, NR } from './native.js';
+export * from './netlink.js';
 export * from './uprobe-sys.js';
 export * from './socket.js';

@@ -495,6 +495,16 @@ export const PERF_RECORD = {
   AUX_OUTPUT_HW_ID: 21,
 } as const;
 
+export const NLMSGERR_ATTR = {
+  UNUSED: 0,
+  MSG: 1,
+  OFFS: 2,
+  COOKIE: 3,
+  POLICY: 4,
+  MISS_TYPE: 5,
+  MISS_NEST: 6,
+} as const;
+
 /** Byte offset and size of each field, `[offset, size]`; bitfields as `{ bit, bits }`. */
 export const LAYOUTS = {
   "bpf_attr.map_create": {
@@ -1095,6 +1105,67 @@ export const LAYOUTS = {
     fields: {
       "events": [0, 4],
       "data": [4, 8],
+    },
+  },
+  "nlmsghdr": {
+    size: 16,
+    fields: {
+      "nlmsg_len": [0, 4],
+      "nlmsg_type": [4, 2],
+      "nlmsg_flags": [6, 2],
+      "nlmsg_seq": [8, 4],
+      "nlmsg_pid": [12, 4],
+    },
+  },
+  "nlmsgerr": {
+    size: 20,
+    fields: {
+      "error": [0, 4],
+      "msg": [4, 16],
+      "msg.nlmsg_len": [4, 4],
+      "msg.nlmsg_type": [8, 2],
+      "msg.nlmsg_flags": [10, 2],
+      "msg.nlmsg_seq": [12, 4],
+      "msg.nlmsg_pid": [16, 4],
+    },
+  },
+  "rtattr": {
+    size: 4,
+    fields: {
+      "rta_len": [0, 2],
+      "rta_type": [2, 2],
+    },
+  },
+  "sockaddr_nl": {
+    size: 12,
+    fields: {
+      "nl_family": [0, 2],
+      "nl_pad": [2, 2],
+      "nl_pid": [4, 4],
+      "nl_groups": [8, 4],
+    },
+  },
+  "ifinfomsg": {
+    size: 16,
+    fields: {
+      "ifi_family": [0, 1],
+      "__ifi_pad": [1, 1],
+      "ifi_type": [2, 2],
+      "ifi_index": [4, 4],
+      "ifi_flags": [8, 4],
+      "ifi_change": [12, 4],
+    },
+  },
+  "tcmsg": {
+    size: 20,
+    fields: {
+      "tcm_family": [0, 1],
+      "tcm__pad1": [1, 1],
+      "tcm__pad2": [2, 2],
+      "tcm_ifindex": [4, 4],
+      "tcm_handle": [8, 4],
+      "tcm_parent": [12, 4],
+      "tcm_info": [16, 4],
     },
   },
 } as const;
