@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadCollectionSpec, Collection, TsbpfError, BPF_ATTACH_TYPE } from '../src/index.js';
+import { loadCollectionSpec, Collection, Program, TsbpfError, BPF_ATTACH_TYPE } from '../src/index.js';
 import { attachCgroup, cgroup2Root, openCgroup } from '../src/links/cgroup.js';
 import { autoAttachCgroup, autoAttachCgroupSupport } from '../src/links/auto-cgroup.js';
 import {
@@ -460,7 +460,12 @@ t.test('autoAttachCgroup: by section name, default cgroup the v2 root; says why 
 t.test('errors that say what to do', (t) => {
   using coll = new Collection(spec, { programs: ['connect4', 'skb_egress'] });
   const cg = makeCgroup(t);
-  t.throws(() => attachCgroup(coll.programs.connect4, { cgroup: cg }), { name: 'TypeError', message: /say which hook.*'connect4'/ });
+  // The hook defaults to the program's expected attach type; a program opened by id has none to offer.
+  attachCgroup(coll.programs.connect4, { cgroup: cg }).close();
+  {
+    using byId = Program.fromId(coll.programs.connect4.info().id);
+    t.throws(() => attachCgroup(byId, { cgroup: cg }), { name: 'TypeError', message: /say which hook.*'connect4'/ });
+  }
   t.throws(() => attachCgroup(coll.programs.skb_egress, { cgroup: cg, attachType: 'nope' as 'egress' }), { name: 'TypeError', message: /unknown cgroup hook "nope"/ });
   t.throws(() => attachCgroup(coll.programs.connect4, { cgroup: cg, attachType: 'ingress' }), { name: 'TypeError', message: /hooks are bind4/ });
   t.throws(() => attachCgroup(coll.programs.skb_egress, { cgroup: `${cg}/missing`, attachType: 'egress' }), { name: 'TsbpfError', message: /does not exist/ });

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
 import { loadCollectionSpec, Program, BpfMap } from '../src/index.js';
-import { ROOT, obj } from './helpers/env.js';
+import { ROOT, obj, childEnv } from './helpers/env.js';
 import { skipReason } from './helpers/features.js';
 
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
@@ -44,7 +44,7 @@ t.test('load --attach --iface lo attaches every family, each fires, SIGINT detac
   const programs = Object.keys(spec.programs).filter((p) => !(noTrampolines && p === 'on_fentry'));
   if (noTrampolines) t.comment(`on_fentry left out here: ${noTrampolines}`);
   const args = ['load', obj('attach_all.o'), '--attach', '--iface', 'lo', '--set', `target_tgid=${worker.pid}`, ...programs.flatMap((p) => ['--program', p])];
-  const cli = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   let stdout = '';
   let stderr = '';
   cli.stdout.on('data', (d) => (stdout += d));

@@ -2,14 +2,14 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, obj } from './helpers/env.js';
+import { ROOT, obj, childEnv } from './helpers/env.js';
 
 // Run the CLI from source with the same TypeScript loader tap gave this process.
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
 const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
 
 function run(args: string[]) {
-  return spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: 60_000, env: childEnv });
 }
 
 t.test('tsbpf load prints programs and maps', (t) => {
@@ -52,7 +52,7 @@ t.test('tsbpf load: clear errors and exit codes', (t) => {
 });
 
 t.test('tsbpf load --attach runs until SIGINT, then detaches and closes every fd', async (t) => {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'load', obj('hello.o'), '--attach', '--set', 'target_tgid=1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'load', obj('hello.o'), '--attach', '--set', 'target_tgid=1'], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
