@@ -6,7 +6,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -266,6 +266,9 @@ t.test('vmlinux as C', { skip: noVmlinux || noClang }, async (t) => {
   });
 
   t.test('builds every bpf/*.c in place of the committed vmlinux.h, with the same CO-RE relocations', async (t) => {
+    const headerKernel = /\(Linux ([^)]+)\)/.exec(readFileSync(join(BPF_DIR, 'vmlinux.h'), 'utf8').slice(0, 300))?.[1];
+    const sameKernelAsHeader = headerKernel === release();
+    if (!sameKernelAsHeader) t.comment(`bpf/vmlinux.h comes from Linux ${headerKernel}, this is ${release()}: objects are only compiled, not compared`);
     const src = mkdtempSync(join(work, 'bpf-'));
     for (const f of readdirSync(BPF_DIR)) {
       if ((f.endsWith('.c') || f.endsWith('.h')) && f !== 'vmlinux.h') copyFileSync(join(BPF_DIR, f), join(src, f));
@@ -279,7 +282,9 @@ t.test('vmlinux as C', { skip: noVmlinux || noClang }, async (t) => {
       t.ok(r.ok, `${c} compiles`, { stderr: r.err.slice(0, 4000) });
       if (!r.ok) continue;
       const committed = join(BPF_DIR, `${name}.o`);
-      if (!existsSync(committed)) continue;
+      // The committed objects were built against the committed header, dumped from the kernel named in its
+      // first line: only there must our dump of the running kernel give the same objects.
+      if (!existsSync(committed) || !sameKernelAsHeader) continue;
       const ours = coreRelos(join(src, `${name}.o`));
       const theirs = coreRelos(committed);
       totalRelos += theirs.length;

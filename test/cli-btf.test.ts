@@ -3,20 +3,20 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, obj, childEnv } from './helpers/env.js';
+import { ROOT, obj, childEnv, CHILD_TIMEOUT_MS } from './helpers/env.js';
 
 // Run the CLI from source with the same TypeScript loader tap gave this process.
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
 const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
 
 function run(args: string[]) {
-  return spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: 120_000, env: childEnv });
+  return spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, env: childEnv });
 }
 
 t.test('tsbpf btf dump --format c writes a vmlinux.h that builds the objects in bpf/', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsbpf-vmlinux-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const r = spawnSync(process.execPath, [...nodeArgs, CLI, 'btf', 'dump', '--format', 'c'], { encoding: 'buffer', timeout: 120_000, maxBuffer: 1 << 27, env: childEnv });
+  const r = spawnSync(process.execPath, [...nodeArgs, CLI, 'btf', 'dump', '--format', 'c'], { encoding: 'buffer', timeout: CHILD_TIMEOUT_MS, maxBuffer: 1 << 27, env: childEnv });
   t.equal(r.status, 0, r.stderr.toString());
   writeFileSync(join(dir, 'vmlinux.h'), r.stdout);
   t.ok(r.stdout.length > 1_000_000, `${r.stdout.length} bytes`);

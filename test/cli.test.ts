@@ -2,14 +2,14 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, obj, childEnv } from './helpers/env.js';
+import { ROOT, obj, childEnv, CHILD_TIMEOUT_MS } from './helpers/env.js';
 
 // Run the CLI from source with the same TypeScript loader tap gave this process.
 const CLI = join(ROOT, 'src', 'cli', 'main.ts');
 const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
 
 function run(args: string[]) {
-  return spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: 60_000, env: childEnv });
+  return spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, env: childEnv });
 }
 
 t.test('tsbpf load prints programs and maps', (t) => {

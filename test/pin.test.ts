@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCollectionSpec, Collection, BpfMap, MapType, loadPinnedMap } from '../src/index.js';
-import { ROOT, obj } from './helpers/env.js';
+import { ROOT, obj, childEnv, CHILD_TIMEOUT_MS } from './helpers/env.js';
 
 const dir = `/sys/fs/bpf/tsbpf-test-${process.pid}`;
 const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a === '--enable-source-maps');
@@ -19,7 +19,7 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 t.test('a pinned map survives the process and is reused by a second load', (t) => {
   // First load in a child process: creates, pins, bumps the counter once, exits.
   const script = join(ROOT, 'test', 'helpers', 'pin-child.ts');
-  const r = spawnSync(process.execPath, [...nodeArgs, script, obj('pinned.o'), dir, 'bump'], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...nodeArgs, script, obj('pinned.o'), dir, 'bump'], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, env: childEnv });
   t.equal(r.status, 0, r.stderr);
   const pin = join(dir, 'tsbpf_pinned_counts');
   t.ok(existsSync(pin), 'the pin outlives the process that made it');

@@ -2,7 +2,7 @@ import t from 'tap';
 import { readdirSync, writeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT } from './helpers/env.js';
+import { ROOT, childEnv, CHILD_TIMEOUT_MS } from './helpers/env.js';
 import {
   mapCreate, mapUpdate, mapLookup, mapDelete, mapNextKey, BpfError, BPF_MAP_TYPE, FD, ownedFdCount,
   perfEventOpen, PERF_TYPE, PERF_COUNT_SW, mmap, PROT_READ, ensureTracefs, possibleCpus, parseCpuList, eventfd,
@@ -106,7 +106,7 @@ t.test('misc', (t) => {
 
 t.test('an fd the kernel numbers 0 is moved: tsbpf never holds fd 0', (t) => {
   const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a === '--enable-source-maps');
-  const r = spawnSync(process.execPath, [...nodeArgs, join(ROOT, 'test', 'helpers', 'fd0-child.ts')], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...nodeArgs, join(ROOT, 'test', 'helpers', 'fd0-child.ts')], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, env: childEnv });
   t.equal(r.status, 0, r.stderr);
   const { fd } = JSON.parse(r.stdout) as { fd: number };
   t.ok(fd > 0, `map fd is ${fd}, not 0`);

@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { loadCollectionSpec, setVariable, Collection, TsbpfError } from '../src/index.js';
 import { attachXdp, queryXdp } from '../src/links/xdp.js';
 import { autoAttachNet, autoAttachNetSupport } from '../src/links/auto-net.js';
-import { obj, fdCount } from './helpers/env.js';
+import { obj, fdCount, childEnv, CHILD_TIMEOUT_MS } from './helpers/env.js';
 import { createNetEnv, sendUdp, udpReceiver, ip, type NetEnv } from './helpers/netns.js';
 
 const DROP_PORT = 7001;
@@ -179,7 +179,7 @@ t.test('netlink attachments are removed at process exit', async (t) => {
     const c = attachTc(coll.programs.tc_count, { iface: '${env.host}', direction: 'ingress', via: 'netlink' });
     process.stdout.write(String(x.isBpfLink) + ' ' + String(c.isBpfLink));
   `;
-  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS, env: childEnv });
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout, 'false false', 'the child attached through netlink');
   t.equal(queryXdp(env.host).attached, 'none', 'its XDP program was removed when it exited');

@@ -27,3 +27,6 @@ export function mappingCount(): number {
  * processes type-check the same sources; a child that type-checks again spends 10+ s before doing anything.
  */
 export const childEnv: NodeJS.ProcessEnv = { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' };
+
+/** How long a child process may take: generous, since under qemu (TCG) node runs 10-25x slower. */
+export const CHILD_TIMEOUT_MS = 600_000;
