@@ -286,6 +286,18 @@ export function matchTraceableFunctions(glob: string): string[] {
     if (!name || name.startsWith('__ftrace_invalid_address__') || name.includes('.')) continue;
     if (re.test(name)) out.add(name);
   }
+  if (out.size === 0) {
+    // Some kernels leave functions the fprobe path can still attach to out of available_filter_functions
+    // (Debian 6.12 lacks the __x64_sys_* wrappers there): fall back to the kernel's text symbols.
+    try {
+      for (const line of readFileSync('/proc/kallsyms', 'utf8').split('\n')) {
+        const [, type, name] = line.split(' ', 3);
+        if ((type === 't' || type === 'T') && name && !name.includes('.') && !name.includes('[') && re.test(name)) out.add(name);
+      }
+    } catch {
+      /* no kallsyms: nothing matches */
+    }
+  }
   return [...out];
 }
 
