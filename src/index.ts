@@ -37,3 +37,6 @@ export { enableStats, statsEnabledBySysctl, type StatsHandle } from './programs/
 export { attachXdp, queryXdp, type XdpOptions, type XdpMode } from './links/xdp.js';
 export { attachTc, listTcFilters, type TcOptions, type TcDirection } from './links/tc.js';
 export { autoAttachNet, autoAttachNetSupport, type AutoAttachNetOptions } from './links/auto-net.js';
+export { disassemble, formatInsn, helperName, badTargets, type DisasmInsn, type DisasmOptions, type RawInsn } from './elf/disasm.js';
+export { probeKernelFeatures, probeProgramType, probeMapType, probeHelper, probeHelpers, closeProbeResources, type FeatureReport } from './features/probe.js';
+export type { VariableValue } from './elf/variables.js';
