@@ -4,22 +4,39 @@
 import { parseArgs } from 'node:util';
 import { Collection } from '../collection/collection.js';
 import { loadCollectionSpec } from '../elf/index.js';
-import { setVariable } from '../elf/variables.js';
 import { TsbpfError } from '../errors.js';
 import { autoAttach, autoAttachSupport } from '../links/auto.js';
 import type { Link } from '../links/link.js';
 import { IterLink } from '../links/iter.js';
-import { mapTypeName } from '../maps/map.js';
+import { mapTypeName, type BpfMap } from '../maps/map.js';
 import { programTypeName, VerifierError } from '../programs/program.js';
 import { ownedFdCount } from '../syscall/fd.js';
 import { waitersIdle } from '../ringbuf/index.js';
-import { EventStream, parseEventArgs } from './events.js';
+import { EventStream, isEventMapType, parseEventArgs } from './events.js';
+import { getVariable } from '../elf/variables.js';
+import { SyscallError } from '../syscall/errors.js';
+import { readFileSync } from 'node:fs';
+import {
+  applyGlobalFlags, flagOptions, globalFlags, globalsHelp, normalizeBoolArgs, setGlobal, UsageError, type GlobalFlag,
+} from './globals.js';
+import { clearHists, formatHists, keyText, mapHistLayout, readHists, type HistLayout } from './histogram.js';
+import { formatMap, isTabular } from './maps-print.js';
+import type { CollectionSpec } from '../elf/spec.js';
 import { EXAMPLES } from '../examples/index.js';
 import { btfCommand } from './btf.js';
+import { inspectCommand } from './inspect.js';
+import { progCommand, mapCommand, linkCommand } from './list.js';
+import { featureCommand } from './feature.js';
+import { genCommand } from './gen-types.js';
 
-const USAGE = `Usage: tsbpf load OBJECT.o [options]
+const USAGE = `Usage: tsbpf load OBJECT.o [options] [--GLOBAL VALUE ...]
        tsbpf run NAME [args]       run a bundled example program (tsbpf run --help lists them)
        tsbpf btf dump [FILE] [--format c|json]   print BTF as a vmlinux.h or JSON
+       tsbpf inspect OBJECT.o [--relocs] [--disasm] [--btf] [--json]   what an object holds, without loading it
+       tsbpf prog|map|link list [--json]           the kernel's BPF objects and the processes holding them
+       tsbpf map dump ID|PIN [--json]              a map's entries, decoded through its BTF
+       tsbpf feature [--json] [--all-helpers]      what this kernel offers (program/map types, helpers, links)
+       tsbpf gen types OBJECT.o [-o OUT.ts]        a typed TypeScript skeleton for the object
 
 Load every map and program of a clang-compiled BPF object and print them.
 
@@ -28,21 +45,35 @@ Options:
                        and keep running until Ctrl-C (SIGINT) or SIGTERM. Meanwhile the records
                        of every ring buffer and perf event array are printed, one line each:
                        TIME (HH:MM:SS) then one column per member of the record's struct (MAP
-                       too when there are several such maps); lost perf samples go to stderr
+                       too when there are several such maps); lost perf samples go to stderr.
+                       Maps of log2 histograms (a struct value whose first member is u32 slots[N],
+                       optionally with char comm[]) print as ASCII histograms, one per key; on
+                       exit the other hash/array maps print as KEY VALUE tables
+  --interval SEC       with --attach: print the histograms every SEC seconds (default: on exit only)
+  --count N            with --interval: stop after N prints
+  --cumulative         do not clear the histogram maps after printing them
+  --units NAME         histogram unit label (default usecs, or msecs when the object's targ_ms is true)
   --event MAP=TYPE     decode the records of MAP as BTF struct TYPE; repeatable. Default: the
                        object's "struct event" when it fits the records, else raw bytes in hex
-  --json               print the records as JSON lines ({"time", "map", members...}; 64-bit
-                       numbers beyond 2^53 as strings); everything else goes to stderr
+  --json               print the records (and histograms) as JSON lines ({"time", "map", members...};
+                       64-bit numbers beyond 2^53 as strings); everything else goes to stderr
   --iface NAME         network interface for xdp and tc programs
   --cgroup PATH        cgroup (v2) for cgroup programs (default: the cgroup v2 root)
   --pid PID            only this process, for uprobe and usdt programs
-  --set NAME=VALUE     set a global variable (.rodata/.data/.bss) before loading; repeatable
+  --GLOBAL VALUE       set the object's global variable GLOBAL (.rodata/.data/.bss) before loading:
+                       integers and enums --min_us 200 (hex 0x.., negative as --NAME=-1), bools
+                       --NAME / --no-NAME, char arrays --NAME STRING. tsbpf load OBJECT.o --help
+                       lists the object's globals with their C types and defaults
+  --set NAME=VALUE     set a global variable by name (any name, also those taken by an option); repeatable
   --program NAME       load only this program; repeatable
   --btf FILE           relocate CO-RE against this BTF (raw BTF or an ELF with .BTF) instead of
                        /sys/kernel/btf/vmlinux
   --pin DIR            directory (in a bpffs) for maps pinned by name (default /sys/fs/bpf)
-  --verbose            print the verifier log of each program
-  -h, --help           show this help
+  --verbose            print the verifier log of each program, and stack traces of errors
+  -h, --help           show this help (with OBJECT.o: also the object's globals)
+
+Exit codes: 0 success, 1 runtime error (load, attach, kernel or I/O failure), 2 usage error.
+Needs root, or CAP_BPF + CAP_PERFMON (CAP_NET_ADMIN for networking programs).
 `;
 
 function out(s = ''): void {
@@ -60,40 +91,125 @@ function parseValue(v: string): bigint | boolean | string {
   return v;
 }
 
+/** tsbpf load's own options; a global of the same name is set with --set. */
+const LOAD_OPTIONS = {
+  attach: { type: 'boolean' },
+  iface: { type: 'string' },
+  cgroup: { type: 'string' },
+  pid: { type: 'string' },
+  event: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  set: { type: 'string', multiple: true },
+  program: { type: 'string', multiple: true },
+  btf: { type: 'string' },
+  pin: { type: 'string' },
+  interval: { type: 'string' },
+  count: { type: 'string' },
+  cumulative: { type: 'boolean' },
+  units: { type: 'string' },
+  verbose: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+const RESERVED = new Set(Object.keys(LOAD_OPTIONS));
+
+/**
+ * The object path among the arguments, found before parsing (the object's globals decide which flags exist):
+ * the first non-option argument ending in .o, else the first non-option argument.
+ */
+function findObjectArg(argv: string[]): string | undefined {
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--')) {
+      const name = a.slice(2);
+      const o = (LOAD_OPTIONS as Record<string, { type: string }>)[name];
+      if (o?.type === 'string') i++;
+      continue;
+    }
+    if (a.startsWith('-') && a.length > 1) continue;
+    positionals.push(a);
+  }
+  return positionals.find((p) => p.endsWith('.o')) ?? positionals[0];
+}
+
+function positiveNumber(s: string | undefined, what: string, integer: boolean): number | undefined {
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!(s.trim() !== '' && Number.isFinite(n) && n > 0 && (!integer || Number.isInteger(n)))) {
+    throw new UsageError(`${what} wants a positive ${integer ? 'integer' : 'number'}, got "${s}"`);
+  }
+  return n;
+}
+
+/** Is the bool global `name` set (true) in the spec? False when there is no such bool. */
+function boolGlobal(spec: CollectionSpec, name: string): boolean {
+  const v = spec.variables[name];
+  if (!v || v.size !== 1) return false;
+  try {
+    return getVariable(spec, name)[0] !== 0;
+  } catch {
+    return false;
+  }
+}
+
 async function load(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      attach: { type: 'boolean' },
-      iface: { type: 'string' },
-      cgroup: { type: 'string' },
-      pid: { type: 'string' },
-      event: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-      set: { type: 'string', multiple: true },
-      program: { type: 'string', multiple: true },
-      btf: { type: 'string' },
-      pin: { type: 'string' },
-      verbose: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const objArg = findObjectArg(argv);
+  // Without an object there are no generated flags; --help alone prints the generic usage.
+  const spec = objArg !== undefined ? loadCollectionSpec(objArg) : undefined;
+  const flags: GlobalFlag[] = spec ? globalFlags(spec) : [];
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: normalizeBoolArgs(argv, flags, RESERVED),
+      allowPositionals: true,
+      options: { ...flagOptions(flags, RESERVED), ...LOAD_OPTIONS },
+    });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const avail = flags.filter((f) => !RESERVED.has(f.name)).map((f) => (f.kind === 'bool' ? `--${f.name}/--no-${f.name}` : `--${f.name}`));
+      const what = spec ? `the globals of ${objArg} give ${avail.length ? avail.join(', ') : 'no flags'}` : 'no object given';
+      throw new UsageError(`${(e as Error).message.split('.')[0]} (${what}; tsbpf load --help lists tsbpf's own options)`);
+    }
+    throw new UsageError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     out(USAGE);
+    if (spec && objArg) out(globalsHelp(objArg, flags, RESERVED));
     return 0;
   }
-  if (positionals.length !== 1) {
-    process.stderr.write(USAGE);
+  if (positionals.length !== 1 || !spec) {
+    process.stderr.write(positionals.length > 1 ? `tsbpf load: one object at a time, got ${positionals.join(' ')}\n\n${USAGE}` : USAGE);
     return 2;
   }
   const path = positionals[0];
-  const spec = loadCollectionSpec(path);
+  applyGlobalFlags(spec, flags, values as Record<string, unknown>, RESERVED);
   for (const s of values.set ?? []) {
     const eq = s.indexOf('=');
-    if (eq <= 0) throw new TsbpfError(`--set wants NAME=VALUE, got "${s}"`);
-    setVariable(spec, s.slice(0, eq), parseValue(s.slice(eq + 1)));
+    if (eq <= 0) throw new UsageError(`--set wants NAME=VALUE, got "${s}"`);
+    // An unknown name is a TsbpfError (exit 1, as before); a bad value a usage error.
+    getVariable(spec, s.slice(0, eq));
+    setGlobal(spec, s.slice(0, eq), parseValue(s.slice(eq + 1)), `--set ${s}`);
   }
+  const interval = positiveNumber(values.interval, '--interval', false);
+  const count = positiveNumber(values.count, '--count', true);
+  if (count !== undefined && interval === undefined) throw new UsageError('--count needs --interval');
+  if ((interval !== undefined || values.cumulative || values.units !== undefined) && !values.attach) {
+    throw new UsageError('--interval, --count, --cumulative and --units go with --attach');
+  }
+  const units = values.units ?? (boolGlobal(spec, 'targ_ms') ? 'msecs' : 'usecs');
+  // What a histogram's key is, for its header (`pid = 1451 sshd`): runqlat-style objects say it through
+  // their targ_per_process / targ_per_thread / targ_per_pidns globals (the libbpf-tools convention), and then
+  // every histogram is headed, even a single one. Otherwise the key is a `pid` when the value has a comm,
+  // else a `key`, and a header is printed only when there are several keys or a comm.
+  const keyLabel = boolGlobal(spec, 'targ_per_process') ? 'pid'
+    : boolGlobal(spec, 'targ_per_thread') ? 'tid'
+    : boolGlobal(spec, 'targ_per_pidns') ? 'pidns' : undefined;
   const events = parseEventArgs(values.event, spec);
   if (values.pid !== undefined && !/^\d+$/.test(values.pid)) throw new TypeError(`--pid wants a process id, got "${values.pid}"`);
   const attachOpts = {
@@ -153,6 +269,38 @@ async function load(argv: string[]): Promise<number> {
       warn: (s) => void process.stderr.write(s + '\n'),
     });
     for (const src of stream.sources) info(`read   ${src.map} (${src.kind}) as ${src.type}`);
+    // Maps of log2 histograms: printed every --interval, and on exit.
+    const histMaps: { name: string; map: BpfMap; layout: HistLayout }[] = [];
+    for (const [name, m] of Object.entries(coll.maps)) {
+      const ms = spec.maps[name];
+      if (!ms || ms.origin === 'data') continue;
+      const layout = mapHistLayout(m, ms.valueType);
+      if (layout) histMaps.push({ name, map: m, layout });
+    }
+    for (const h of histMaps) {
+      info(`hist   ${h.name}: log2 histograms of ${h.layout.nslots} slots${h.layout.commLen ? ' with comm' : ''}, in ${units}`);
+    }
+    const write = (s: string): void => void (outBroken || process.stdout.write(s));
+    const printHists = (): void => {
+      const parts: string[] = [];
+      const json: string[] = [];
+      const time = new Date().toTimeString().slice(0, 8);
+      for (const h of histMaps) {
+        const entries = readHists(h.map, h.layout);
+        if (values.json) {
+          for (const e of entries) json.push(JSON.stringify({ time, map: h.name, key: keyText(e.key), ...(h.layout.commLen ? { comm: e.comm } : {}), unit: units, slots: e.slots }));
+        } else {
+          const label = keyLabel ?? (h.layout.commLen ? 'pid' : 'key');
+          const text = entries.length
+            ? formatHists(entries, units, label, keyLabel !== undefined)
+            : formatHists([{ key: Buffer.alloc(0), slots: [], total: 0, comm: '' }], units, label); // header only
+          parts.push((histMaps.length > 1 ? `${h.name}:\n` : '') + text);
+        }
+        if (!values.cumulative) clearHists(h.map, entries);
+      }
+      if (json.length) write(json.join('\n') + '\n');
+      if (parts.length) write('\n' + parts.join('\n\n') + '\n');
+    };
     for (const [name, p] of Object.entries(coll.programs)) {
       const ps = spec.programs[name];
       const why = autoAttachSupport(ps, attachOpts);
@@ -176,6 +324,7 @@ async function load(argv: string[]): Promise<number> {
     if (!stream.empty && !values.json) out(['', ...stream.headers()].join('\n'));
     let failure: unknown;
     let removeHandlers = (): void => {};
+    let stopTick = (): void => {};
     const why = await new Promise<string>((resolve) => {
       // Signal handlers don't keep Node's event loop alive: a timer does.
       const keepAlive = setInterval(() => {}, 1 << 30);
@@ -191,6 +340,7 @@ async function load(argv: string[]): Promise<number> {
         if (settled) return;
         settled = true;
         clearInterval(keepAlive);
+        stopTick();
         resolve(reason);
       }
       // Left installed (and ignoring repeats) until everything is closed: a signal sent twice, as
@@ -202,6 +352,20 @@ async function load(argv: string[]): Promise<number> {
         process.off('SIGTERM', onTerm);
       };
       process.stdout.on('error', onOutError);
+      if (interval !== undefined && histMaps.length) {
+        let printed = 0;
+        const tick = setInterval(() => {
+          try {
+            printHists();
+          } catch (e) {
+            failure = e;
+            done('error');
+            return;
+          }
+          if (count !== undefined && ++printed >= count) done('count');
+        }, interval * 1000);
+        stopTick = () => clearInterval(tick);
+      }
       stream!.start((e) => {
         failure = e;
         done('error');
@@ -213,13 +377,28 @@ async function load(argv: string[]): Promise<number> {
     await stream.stop().catch((e: unknown) => {
       failure ??= e;
     });
+    // What the maps hold at the end: the histograms (unless --count printed the last already), then the
+    // other plain maps as tables.
+    try {
+      if (why !== 'count' && why !== 'error' && histMaps.length) printHists();
+      if (!outBroken) {
+        const hist = new Set(histMaps.map((h) => h.name));
+        for (const [name, m] of Object.entries(coll.maps)) {
+          const ms = spec.maps[name];
+          if (!ms || ms.origin === 'data' || name.startsWith('.') || hist.has(name) || isEventMapType(m.type) || !isTabular(m.type)) continue;
+          info('\n' + formatMap(m, mapTypeName(m.type).toLowerCase(), process.stdout.isTTY === true));
+        }
+      }
+    } catch (e) {
+      failure ??= e;
+    }
     shutdown();
     // The readers' waiter thread closes its own fds once it has exited.
     await waitersIdle();
     const left = ownedFdCount();
     removeHandlers();
     if (failure !== undefined) {
-      process.stderr.write(`tsbpf: reading events failed: ${failure instanceof Error ? failure.message : String(failure)}\n`);
+      process.stderr.write(`tsbpf: reading maps or events failed: ${failure instanceof Error ? failure.message : String(failure)}\n`);
     }
     const say = outBroken ? (s = ''): void => void process.stderr.write(s + '\n') : info;
     say(`\n${why}: detaching`);
@@ -269,6 +448,18 @@ async function main(argv: string[]): Promise<number> {
       return run(rest);
     case 'btf':
       return btfCommand(rest);
+    case 'inspect':
+      return inspectCommand(rest);
+    case 'prog':
+      return progCommand(rest);
+    case 'map':
+      return mapCommand(rest);
+    case 'link':
+      return linkCommand(rest);
+    case 'feature':
+      return featureCommand(rest);
+    case 'gen':
+      return genCommand(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -281,24 +472,75 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Capability bits (linux/capability.h) and what needs them.
+const CAPS = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
+
+/** This process's effective capabilities, from /proc/self/status (all set when it cannot be read). */
+function effectiveCaps(): bigint {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/im.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? BigInt('0x' + m[1]) : -1n;
+  } catch {
+    return -1n;
+  }
+}
+
+/**
+ * For an EPERM from bpf() or perf_event_open(): the capabilities this process lacks for it (CAP_SYS_ADMIN
+ * stands in for the others), or undefined when it has them (then EPERM means something else: lockdown, a
+ * sysctl, an LSM).
+ */
+export function missingCaps(e: SyscallError, caps = effectiveCaps()): string[] | undefined {
+  if (e.errno !== 'EPERM') return undefined;
+  const has = (c: keyof typeof CAPS): boolean => ((caps >> BigInt(CAPS[c])) & 1n) === 1n;
+  if (has('CAP_SYS_ADMIN')) return undefined;
+  const needed: (keyof typeof CAPS)[] =
+    e.syscall === 'perf_event_open' ? ['CAP_PERFMON'] : e.cmd === 'PROG_LOAD' ? ['CAP_BPF', 'CAP_PERFMON'] : ['CAP_BPF'];
+  const missing = needed.filter((c) => !has(c));
+  return missing.length ? missing : undefined;
+}
+
+const verbose = process.argv.includes('--verbose');
+
+/** One clear line (the error) and a hint; the stack only with --verbose. Returns the exit code. */
+function report(e: unknown): number {
+  const say = (msg: string, hint?: string): void => {
+    process.stderr.write(`tsbpf: ${msg}\n${hint ? `hint: ${hint}\n` : ''}`);
+    if (verbose && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  };
+  const code = (e as { code?: string } | undefined)?.code;
+  if (e instanceof UsageError || e instanceof TypeError || e instanceof RangeError || code?.startsWith?.('ERR_PARSE_ARGS')) {
+    say((e as Error).message, 'tsbpf --help (or tsbpf load OBJECT.o --help) lists the options');
+    return 2;
+  }
+  if (e instanceof SyscallError) {
+    const missing = missingCaps(e);
+    if (missing) {
+      const what = e.cmd ? `${e.syscall}(${e.cmd})` : e.syscall;
+      say(
+        `permission denied: ${what} needs ${missing.join(' and ')}, which this process lacks${process.geteuid?.() === 0 ? '' : ' (not root)'}`,
+        `run as root, or grant the capabilities (e.g. sudo setcap cap_bpf,cap_perfmon+ep "$(command -v node)"); CAP_SYS_ADMIN also covers them`,
+      );
+      return 1;
+    }
+  }
+  if (e instanceof VerifierError) {
+    say(e.message, verbose ? undefined : 'tsbpf load OBJECT.o --verbose prints the whole verifier log');
+    return 1;
+  }
+  if (e instanceof TsbpfError || code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') {
+    say((e as Error).message);
+    return 1;
+  }
+  say(`unexpected error: ${e instanceof Error ? e.message : String(e)}`, verbose ? undefined : 'run with --verbose for the stack trace');
+  return 1;
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (e: unknown) => {
-    if (e instanceof VerifierError) {
-      process.stderr.write(`tsbpf: ${e.message}\n`);
-    } else if (e instanceof TsbpfError) {
-      process.stderr.write(`tsbpf: ${e.message}\n`);
-    } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'ENOENT') {
-      process.stderr.write(`tsbpf: ${e.message}\n`);
-    } else if (e instanceof TypeError || (e instanceof Error && e.name === 'ParseArgsError') || (e as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
-      process.stderr.write(`tsbpf: ${(e as Error).message}\n\n${USAGE}`);
-      process.exitCode = 2;
-      return;
-    } else {
-      process.stderr.write(`tsbpf: unexpected error: ${e instanceof Error ? e.stack : String(e)}\n`);
-    }
-    process.exitCode = 1;
+    process.exitCode = report(e);
   },
 );

@@ -8,8 +8,20 @@ export interface Example {
 }
 
 export const EXAMPLES: Record<string, Example> = {
+  runqlat: {
+    summary: 'summarize run queue latency as log2 histograms, per process/thread/pid namespace (like bcc runqlat)',
+    load: () => import('./runqlat.js'),
+  },
   runqslower: {
     summary: 'print each task that waited on a CPU run queue longer than a threshold (like bcc runqslower)',
     load: () => import('./runqslower.js'),
+  },
+  'percpu-loop': {
+    summary: 'a per-CPU map and bpf_loop(), test-run on each CPU; prints the per-CPU counters and their sums',
+    load: () => import('./percpu-loop.js'),
+  },
+  'ringbuf-vs-perf': {
+    summary: 'the same events through a ring buffer and a perf buffer: counts, losses and latency side by side',
+    load: () => import('./ringbuf-vs-perf.js'),
   },
 };
