@@ -26,12 +26,14 @@ usage: scripts/vm/run.sh [options] [--] [test files...]
   --coverage      keep tap's coverage (off in the VM by default: it only slows the run down)
   --tap-timeout S tap's per-file timeout in the VM (default 1200: JavaScript runs 10-25x slower under TCG)
   --verbose       print the qemu command line, keep the kernel console log
-Test files are passed to tap; none means the whole suite. Exits with the command's exit code.
+  --all           run the whole suite (hours under TCG) instead of the default subset
+Test files are passed to tap; none means the subset listed in scripts/vm/tests (the hooks this host lacks,
+networking, and a few kernel-dependent files). Exits with the command's exit code.
 Cache: $TSBPF_VM_CACHE, else /var/cache/tsbpf-vm (root) or ~/.cache/tsbpf-vm.
 USAGE
 }
 
-kernel=debian-6.12 mem=1536 cpus=2 cpu= tap_timeout=1200 timeout=3600 mode=run cmd= accel=tcg append= verbose=0 image=1 coverage=0
+kernel=debian-6.12 mem=1536 cpus=2 cpu= tap_timeout=1200 timeout=3600 mode=run cmd= accel=tcg append= verbose=0 image=1 coverage=0 all=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kernel=$2; shift 2 ;;
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
     --no-image) image=0; shift ;;
     --coverage) coverage=1; shift ;;
     --tap-timeout) tap_timeout=$2; shift 2 ;;
+    --all) all=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     -*) echo "$prog: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -205,6 +208,10 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }   # shell-quo
     printf '%s\n' "$cmd"
   else
     # The checkout's own tap (what `npx tap` runs), without loading npm first.
+    if [ $# -eq 0 ] && [ "$all" = 0 ]; then
+      # shellcheck disable=SC2046
+      set -- $(grep -v '^#' "$here/tests")
+    fi
     [ "$coverage" = 1 ] || set -- --disable-coverage "$@"
     set -- --timeout="$tap_timeout" "$@"
     printf 'if [ -x node_modules/.bin/tap ]; then set -- node_modules/.bin/tap; else set -- npx tap; fi\n'
