@@ -3,6 +3,7 @@
 // kernel refuses it, and says why:
 //   t.test('...', { skip: skipReason('kprobes') }, ...)
 import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
 import {
   Program, attachKprobe, attachKprobeMulti, ksyscallName, kprobeSupport, loadKernelBtf, BPF_PROG_TYPE, BPF_ATTACH_TYPE,
 } from '../../src/index.js';
@@ -129,4 +130,20 @@ export function skipReason(feature: Feature): string | false {
 export function skipUnless(...features: Feature[]): string | false {
   const why = features.map(skipReason).filter((x): x is string => typeof x === 'string');
   return why.length ? why.join('; ') : false;
+}
+
+/** The running kernel's version as [major, minor]. */
+export function kernelVersion(): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(release());
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+
+/**
+ * A skip reason when the running kernel is older than `major.minor`, which added `what`; false otherwise.
+ * Self-validating: on a kernel that should have the feature the test runs, and fails if it is missing.
+ */
+export function needsKernel(major: number, minor: number, what: string): string | false {
+  const [a, b] = kernelVersion();
+  if (a > major || (a === major && b >= minor)) return false;
+  return `${what} needs Linux ${major}.${minor}+, this is ${release()}`;
 }
