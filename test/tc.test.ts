@@ -6,6 +6,7 @@ import { BPF_ATTACH_TYPE, progQuery, ifNameToIndex } from '../src/syscall/index.
 import { attachTc, listTcFilters, type TcDirection } from '../src/links/tc.js';
 import { obj, fdCount } from './helpers/env.js';
 import { createNetEnv, sendUdp, udpReceiver, tc, type NetEnv } from './helpers/netns.js';
+import { needsKernel } from './helpers/features.js';
 
 const DROP_PORT = 7101;
 const PASS_PORT = 7102;
@@ -37,7 +38,7 @@ const foreignFilter = (env: NetEnv) => tc('filter', 'add', 'dev', env.host, 'ing
 
 for (const via of ['tcx', 'netlink'] as const) {
   for (const direction of ['ingress', 'egress'] as const) {
-    t.test(`via ${via}, ${direction}: counts, drops, detaches`, async (t) => {
+    t.test(`via ${via}, ${direction}: counts, drops, detaches`, { skip: via === 'tcx' && needsKernel(6, 6, 'tcx links') }, async (t) => {
       const env = createNetEnv(t);
       const fds = fdCount();
       {
@@ -129,7 +130,7 @@ t.test('netlink: priority/handle conflicts and replace', async (t) => {
   t.notMatch(qdiscs(env), /clsact/);
 });
 
-t.test('tcx: order with before/after; one program once per hook', async (t) => {
+t.test('tcx: order with before/after; one program once per hook', { skip: needsKernel(6, 6, 'tcx links') }, async (t) => {
   const env = createNetEnv(t);
   using coll = new Collection(spec, { programs: ['tc_count', 'tc_pass', 'tcx_in'] });
   const { tc_count: a, tc_pass: b, tcx_in: c } = coll.programs;

@@ -1,4 +1,7 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import {
   loadCollectionSpec, setVariable, Collection, autoAttach, attachTracing, attachFreplace, autoAttachTracing,
   type Link,
@@ -6,12 +9,32 @@ import {
 import { rawSyscall, NR, E } from '../src/syscall/index.js';
 import { functionBtfId } from '../src/programs/program.js';
 import { obj, fdCount } from './helpers/env.js';
-import { skipReason } from './helpers/features.js';
+import { needsKernel, skipReason } from './helpers/features.js';
 
 const spec = loadCollectionSpec(obj('tracing_test.o'));
 setVariable(spec, 'target_tgid', process.pid);
 const trampolines = skipReason('trampolines');
 const lsm = skipReason('bpfLsm');
+/** The running kernel's build option `name` ('y', 'm', ...), from /boot/config-* or /proc/config.gz; undefined if unknown. */
+function kconfig(name: string): string | undefined {
+  let text: string | undefined;
+  try {
+    text = readFileSync(`/boot/config-${release()}`, 'utf8');
+  } catch {
+    try {
+      text = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
+    } catch {
+      return undefined;
+    }
+  }
+  if (new RegExp(`^# ${name} is not set$`, 'm').test(text)) return 'n';
+  return new RegExp(`^${name}=(.*)$`, 'm').exec(text)?.[1];
+}
+// Before 6.2 fmod_ret may only replace functions on the error-injection list (or LSM hooks), which is
+// empty without CONFIG_FUNCTION_ERROR_INJECTION (Debian's 6.1): the verifier says "is not modifiable".
+// From 6.2 the kernel also allows the functions it registers for fmod_ret, bpf_modify_return_test among them.
+const fmodRet = trampolines || (kconfig('CONFIG_FUNCTION_ERROR_INJECTION') === 'n' &&
+  needsKernel(6, 2, 'fmod_ret on bpf_modify_return_test without CONFIG_FUNCTION_ERROR_INJECTION'));
 const v = (coll: Collection, name: string) => BigInt(coll.variables[name].value as bigint);
 const packet = Buffer.alloc(64, 1);
 const XDP_DROP = 1;
@@ -41,7 +64,7 @@ t.test('fexit reads the return value', { skip: trampolines }, (t) => {
   t.end();
 });
 
-t.test('fmod_ret replaces the return value of bpf_modify_return_test', { skip: trampolines }, (t) => {
+t.test('fmod_ret replaces the return value of bpf_modify_return_test', { skip: fmodRet }, (t) => {
   using coll = new Collection(spec, { programs: ['on_fmod_ret'] });
   const prog = coll.programs.on_fmod_ret;
   // The test run of an fmod_ret program calls bpf_modify_return_test(1, &b) (b = 2: it adds 1 to b and
