@@ -2,58 +2,11 @@
 // -P per process), and the histogram renderer reproduces the classic tool's layout byte for byte.
 // The CLI children are started at once, up front (each spends seconds compiling under load).
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { ROOT, childEnv } from './helpers/env.js';
 import { formatLog2Hist, formatHists } from '../src/cli/histogram.js';
 import { log2Histogram } from '../src/examples/runqlat.js';
+import { startCli, makeLoad } from './helpers/cli.js';
 
-// ---- a CLI child (stdout/stderr collected) ----
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
-const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
-
-interface Cli {
-  child: ChildProcess;
-  readonly stdout: string;
-  readonly stderr: string;
-  /** Exit code (-1 when killed by a signal). */
-  exit: Promise<number>;
-}
-
-function start(args: string[]): Cli {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
-  const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (d) => (out.stdout += d));
-  child.stderr!.on('data', (d) => (out.stderr += d));
-  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-  return {
-    child,
-    get stdout() {
-      return out.stdout;
-    },
-    get stderr() {
-      return out.stderr;
-    },
-    exit,
-  };
-}
-
-/** Scheduler load (busy loops and short-lived children) until the returned function is called. */
-function makeLoad(busy = 2): () => void {
-  const kids: ChildProcess[] = [];
-  for (let i = 0; i < busy; i++) kids.push(spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
-  let stopped = false;
-  const churn = (): void => {
-    if (stopped) return;
-    const c = spawn('/bin/sh', ['-c', 'sleep 0.01; sleep 0.01'], { stdio: 'ignore' });
-    c.on('exit', () => setTimeout(churn, 5));
-  };
-  for (let i = 0; i < 3; i++) churn();
-  return () => {
-    stopped = true;
-    for (const k of kids) k.kill('SIGKILL');
-  };
-}
+const start = startCli;
 
 // Histogram lines exactly as the classic tools print them (widths of the seed output).
 const HEADER = (unit: string): RegExp => new RegExp(`^ {5}${unit} {${19 - unit.length}} : count {4}distribution$`);

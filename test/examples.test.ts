@@ -1,41 +1,11 @@
 // The bundled examples `percpu-loop` and `ringbuf-vs-perf` run and print sane output, `tsbpf run --help`
 // lists every example, and a process without CAP_BPF is told so in one line. The CLI children are started at once, up front.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { ROOT, childEnv, obj } from './helpers/env.js';
+import { obj } from './helpers/env.js';
+import { startCli } from './helpers/cli.js';
 
-// ---- a CLI child (stdout/stderr collected) ----
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
-const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
-
-interface Cli {
-  child: ChildProcess;
-  readonly stdout: string;
-  readonly stderr: string;
-  /** Exit code (-1 when killed by a signal). */
-  exit: Promise<number>;
-}
-
-function start(args: string[], wrapper: string[] = []): Cli {
-  const argv = [...wrapper, process.execPath, ...nodeArgs, CLI, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
-  const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (d) => (out.stdout += d));
-  child.stderr!.on('data', (d) => (out.stderr += d));
-  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-  return {
-    child,
-    get stdout() {
-      return out.stdout;
-    },
-    get stderr() {
-      return out.stderr;
-    },
-    exit,
-  };
-}
+const start = startCli;
 
 t.setTimeout(150_000);
 
