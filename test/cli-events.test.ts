@@ -2,96 +2,12 @@
 // Each CLI process spends ~10 s compiling TypeScript, so they are all started at once, up front, and each
 // subtest then works with its own process.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { loadCollectionSpec } from '../src/index.js';
 import { rawSyscall, NR } from '../src/syscall/native.js';
-import { ROOT, obj } from './helpers/env.js';
+import { obj } from './helpers/env.js';
+import { startCli, makeLoad, type Cli } from './helpers/cli.js';
 
-const CLI = join(ROOT, 'src', 'cli', 'main.ts');
-const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
-const STARTUP_MS = 100_000;
-
-interface Cli {
-  child: ChildProcess;
-  readonly stdout: string;
-  readonly stderr: string;
-  exit: Promise<number | null>;
-  /** Resolves once stdout (or stderr) matches `re`; rejects if the process exits first or on timeout. */
-  waitFor(re: RegExp | ((s: string) => boolean), where?: 'stdout' | 'stderr', ms?: number): Promise<void>;
-  /** SIGINT, then the exit code. */
-  interrupt(): Promise<number | null>;
-}
-
-function start(args: string[]): Cli {
-  // Transpile only: tsc checks the types; six type-checking compiles at once would take a minute on 2 cores.
-  const env = { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' };
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const out = { stdout: '', stderr: '' };
-  const listeners = new Set<() => void>();
-  let exited = false;
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code, sig) => {
-    exited = true;
-    for (const l of [...listeners]) l();
-    resolve(code ?? (sig ? -1 : null));
-  }));
-  child.stdout!.on('data', (d) => {
-    out.stdout += d;
-    for (const l of [...listeners]) l();
-  });
-  child.stderr!.on('data', (d) => {
-    out.stderr += d;
-    for (const l of [...listeners]) l();
-  });
-  return {
-    child,
-    get stdout() {
-      return out.stdout;
-    },
-    get stderr() {
-      return out.stderr;
-    },
-    exit,
-    waitFor(re, where = 'stdout', ms = STARTUP_MS) {
-      return new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (typeof re === 'function' ? re(out[where]) : re.test(out[where])) done();
-          else if (exited) done(new Error(`exited before ${re} matched\nstdout: ${out.stdout.slice(-2000)}\nstderr: ${out.stderr.slice(-2000)}`));
-        };
-        const timer = setTimeout(() => done(new Error(`${re} did not match in ${ms} ms\nstdout: ${out.stdout.slice(-2000)}\nstderr: ${out.stderr.slice(-2000)}`)), ms);
-        const done = (err?: Error) => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          if (err) reject(err);
-          else resolve();
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-    interrupt() {
-      if (!exited) child.kill('SIGINT');
-      return exit;
-    },
-  };
-}
-
-/** Load for the run queue: busy loops and short-lived children, until the returned function is called. */
-function makeLoad(busy = 3): () => void {
-  const kids: ChildProcess[] = [];
-  for (let i = 0; i < busy; i++) kids.push(spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
-  let stopped = false;
-  const churn = () => {
-    if (stopped) return;
-    const c = spawn('/bin/sh', ['-c', 'sleep 0.01; sleep 0.01'], { stdio: 'ignore' });
-    c.on('exit', () => setTimeout(churn, 5));
-  };
-  for (let i = 0; i < 4; i++) churn();
-  return () => {
-    stopped = true;
-    for (const k of kids) k.kill('SIGKILL');
-  };
-}
+const start = startCli;
 
 const getpid = (n: number) => {
   for (let i = 0; i < n; i++) rawSyscall(NR.getpid);
@@ -108,7 +24,7 @@ const slowLoad = start(['load', runqslower, '--attach', '--set', 'min_us=1']);
 const slowRun = start(['run', 'runqslower', '1', '--duration', '3']);
 // The bundled example's load has to be busy while it traces: start it as soon as it prints its header.
 let stopSlowRunLoad: (() => void) | undefined;
-slowRun.waitFor(/^TIME +COMM/m).then(() => (stopSlowRunLoad = makeLoad()), () => {});
+slowRun.waitFor(/^TIME +COMM/m).then(() => (stopSlowRunLoad = makeLoad(3)), () => {});
 void slowRun.exit.then(() => stopSlowRunLoad?.());
 const badEvent = start(['load', ringbuf, '--attach', '--event', 'rb=nosuch']);
 const runHelp = start(['run', '--help']);

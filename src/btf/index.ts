@@ -12,4 +12,5 @@ export {
 } from './kernel.js';
 export { applyCoreRelocations, CoreCandidateCache, CORE_POISON_IMM, CORE_RELO_KIND_NAMES, essentialName, type CoreResult, type CoreOptions } from './core.js';
 export { Codec, codecFor, type DecodeOptions } from './codec.js';
+export { cTypeName, type TypeNameOptions } from './names.js';
 export { dumpBtfAsC, dumpBtfAsJson, type DumpCOptions, type DumpJsonOptions, type BtfJson, type BtfJsonType } from './cdump.js';

@@ -9,6 +9,7 @@
 //   anything else (structs, other arrays) has no flag: use --set NAME=0xHEX... (raw bytes) from the API
 // A global whose name is also one of tsbpf's own options keeps the option; set it with --set NAME=VALUE.
 
+import { cTypeName } from '../btf/names.js';
 import { codecFor, getVariable, setVariable, TsbpfError, type Btf, type CollectionSpec, type VariableSpec } from '../index.js';
 
 /** A command-line misuse: printed with the usage text, exit code 2. */
@@ -27,33 +28,6 @@ export interface GlobalFlag {
   readonly: boolean;
   /** Default value as read from the object (the initializer), formatted. */
   defaultText: string;
-}
-
-const QUALIFIERS = new Set(['const', 'volatile', 'restrict', 'type_tag']);
-
-/** The C spelling of a type id (qualifiers dropped, typedef names kept). */
-export function cTypeName(btf: Btf, id: number): string {
-  let t = btf.type(id);
-  for (let hops = 0; QUALIFIERS.has(t.kind) && hops < 64; hops++) t = btf.type((t as { type: number }).type);
-  switch (t.kind) {
-    case 'void':
-      return 'void';
-    case 'int':
-    case 'float':
-    case 'typedef':
-      return t.name;
-    case 'struct':
-    case 'union':
-    case 'enum':
-    case 'enum64':
-      return `${t.kind === 'enum64' ? 'enum' : t.kind} ${t.name || '(anonymous)'}`;
-    case 'ptr':
-      return `${cTypeName(btf, t.type)} *`;
-    case 'array':
-      return `${cTypeName(btf, t.type)}[${t.nelems}]`;
-    default:
-      return t.kind;
-  }
 }
 
 function kindOf(btf: Btf, v: VariableSpec): FlagKind | undefined {
@@ -97,7 +71,7 @@ export function globalFlags(spec: CollectionSpec): GlobalFlag[] {
     } catch {
       // no initial bytes (should not happen for data maps): leave '?'
     }
-    out.push({ name: v.name, kind, cType: cTypeName(btf, v.type), section, readonly: v.readonly, defaultText });
+    out.push({ name: v.name, kind, cType: cTypeName(btf, v.type, { qualifiers: false }), section, readonly: v.readonly, defaultText });
   }
   return out;
 }

@@ -13,6 +13,7 @@ import type { BtfType, CoreRelo } from '../btf/types.js';
 import { CORE_RELO_KIND } from '../btf/types.js';
 import { CORE_RELO_KIND_NAMES } from '../btf/core.js';
 import { codecFor } from '../btf/codec.js';
+import { cTypeName } from '../btf/names.js';
 import { BPF_ATTACH_TYPE } from '../syscall/kernel-defs.generated.js';
 import { programTypeName } from '../programs/program.js';
 import { mapTypeName } from '../maps/map.js';
@@ -28,52 +29,6 @@ decoded through BTF), license and kernel version.
 `;
 
 const ATTACH_NAMES = new Map<number, string>(Object.entries(BPF_ATTACH_TYPE).map(([k, v]) => [v as number, k.toLowerCase()]));
-
-/** A C-like name for a BTF type: `u32`, `struct hist`, `char[16]`, `const u8 *`. */
-export function cTypeName(btf: Btf | undefined, id: number | undefined, depth = 0): string {
-  if (!btf || id === undefined) return '';
-  if (id === 0) return 'void';
-  let t: BtfType;
-  try {
-    t = btf.type(id);
-  } catch {
-    return `type#${id}`;
-  }
-  if (depth > 16) return '...';
-  switch (t.kind) {
-    case 'int':
-    case 'float':
-    case 'typedef':
-      return t.name;
-    case 'struct':
-    case 'union':
-      return `${t.kind} ${t.name || '{...}'}`;
-    case 'enum':
-    case 'enum64':
-      return `enum ${t.name || '{...}'}`;
-    case 'fwd':
-      return `${t.fwdKind} ${t.name}`;
-    case 'ptr':
-      return `${cTypeName(btf, t.type, depth + 1)} *`;
-    case 'const':
-    case 'volatile':
-    case 'restrict':
-      return `${t.kind} ${cTypeName(btf, t.type, depth + 1)}`;
-    case 'type_tag':
-      return cTypeName(btf, t.type, depth + 1);
-    case 'array':
-      return `${cTypeName(btf, t.type, depth + 1)}[${t.nelems}]`;
-    case 'func_proto':
-      return 'fn';
-    case 'func':
-    case 'var':
-    case 'datasec':
-    case 'decl_tag':
-      return `${t.kind} ${t.name}`;
-    default:
-      return t.kind;
-  }
-}
 
 /** JSON-friendly copy: bigints beyond 2^53 as strings, Buffers as hex. */
 export function jsonSafe(v: unknown): unknown {

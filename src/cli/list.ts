@@ -10,7 +10,8 @@ import { readProgramInfo, programTypeName, readBtfById, type ProgramInfo } from 
 import { BpfMap, mapTypeName, readMapInfo, type MapInfo } from '../maps/map.js';
 import { readLinkInfo, type LinkInfo } from '../links/link.js';
 import type { Btf } from '../btf/btf.js';
-import { jsonSafe, showValue, cTypeName } from './inspect.js';
+import { jsonSafe, showValue } from './inspect.js';
+import { cTypeName } from '../btf/names.js';
 
 export interface Holder {
   pid: number;

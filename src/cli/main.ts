@@ -9,7 +9,7 @@ import { autoAttach, autoAttachSupport } from '../links/auto.js';
 import type { Link } from '../links/link.js';
 import { IterLink } from '../links/iter.js';
 import { mapTypeName, type BpfMap } from '../maps/map.js';
-import { programTypeName, VerifierError } from '../programs/program.js';
+import { ProgramType, programTypeName, VerifierError } from '../programs/program.js';
 import { ownedFdCount } from '../syscall/fd.js';
 import { waitersIdle } from '../ringbuf/index.js';
 import { EventStream, isEventMapType, parseEventArgs } from './events.js';
@@ -20,7 +20,7 @@ import {
   applyGlobalFlags, flagOptions, globalFlags, globalsHelp, normalizeBoolArgs, setGlobal, UsageError, type GlobalFlag,
 } from './globals.js';
 import { clearHists, formatHists, keyText, mapHistLayout, readHists, type HistLayout } from './histogram.js';
-import { formatMap, isTabular } from './maps-print.js';
+import { formatGlobals, formatMap, isTabular } from './maps-print.js';
 import type { CollectionSpec } from '../elf/spec.js';
 import { EXAMPLES } from '../examples/index.js';
 import { btfCommand } from './btf.js';
@@ -48,7 +48,10 @@ Options:
                        too when there are several such maps); lost perf samples go to stderr.
                        Maps of log2 histograms (a struct value whose first member is u32 slots[N],
                        optionally with char comm[]) print as ASCII histograms, one per key; on
-                       exit the other hash/array maps print as KEY VALUE tables
+                       exit the other hash/array maps print as KEY VALUE tables, then the
+                       writable globals (.data/.bss) with their values. Programs of type
+                       syscall have no hook: each runs once (BPF_PROG_TEST_RUN) and its return
+                       value is printed; with nothing else to attach, the command then exits.
   --interval SEC       with --attach: print the histograms every SEC seconds (default: on exit only)
   --count N            with --interval: stop after N prints
   --cumulative         do not clear the histogram maps after printing them
@@ -280,6 +283,20 @@ async function load(argv: string[]): Promise<number> {
     for (const h of histMaps) {
       info(`hist   ${h.name}: log2 histograms of ${h.layout.nslots} slots${h.layout.commLen ? ' with comm' : ''}, in ${units}`);
     }
+    // The other plain maps as tables, then the writable globals: what an object leaves behind.
+    const finalTables = (): string[] => {
+      const tty = process.stdout.isTTY === true;
+      const hist = new Set(histMaps.map((h) => h.name));
+      const texts: string[] = [];
+      for (const [name, m] of Object.entries(coll.maps)) {
+        const ms = spec.maps[name];
+        if (!ms || ms.origin === 'data' || name.startsWith('.') || hist.has(name) || isEventMapType(m.type) || !isTabular(m.type)) continue;
+        texts.push(formatMap(m, mapTypeName(m.type).toLowerCase(), tty));
+      }
+      const g = formatGlobals(coll, spec.btf, tty);
+      if (g) texts.push(g);
+      return texts;
+    };
     const write = (s: string): void => void (outBroken || process.stdout.write(s));
     const printHists = (): void => {
       const parts: string[] = [];
@@ -301,7 +318,18 @@ async function load(argv: string[]): Promise<number> {
       if (json.length) write(json.join('\n') + '\n');
       if (parts.length) write('\n' + parts.join('\n\n') + '\n');
     };
+    // `syscall` programs have no hook: they run when user space says so. --attach runs each once
+    // (BPF_PROG_TEST_RUN, no context), as `bpftool prog run` would, and prints what it returned; what they
+    // computed is in the maps and globals printed below.
+    let ran = 0;
     for (const [name, p] of Object.entries(coll.programs)) {
+      if (p.type !== ProgramType.SYSCALL) continue;
+      const r = p.run();
+      ran++;
+      info(`run    ${name} (syscall) → returned ${r.retval}`);
+    }
+    for (const [name, p] of Object.entries(coll.programs)) {
+      if (p.type === ProgramType.SYSCALL) continue;
       const ps = spec.programs[name];
       const why = autoAttachSupport(ps, attachOpts);
       if (why) {
@@ -314,6 +342,12 @@ async function load(argv: string[]): Promise<number> {
       for (const l of list) info(`attach ${name} → ${l.kind} ${l.target}`);
       // An iterator's output is what it produces: print it once, now.
       for (const l of list) if (l instanceof IterLink) out((await l.text()).trimEnd());
+    }
+    if (links.length === 0 && ran > 0) {
+      // Nothing waits for events: show what the runs left behind and exit.
+      for (const text of finalTables()) out('\n' + text);
+      shutdown();
+      return 0;
     }
     if (links.length === 0) {
       info('nothing to attach');
@@ -381,14 +415,7 @@ async function load(argv: string[]): Promise<number> {
     // other plain maps as tables.
     try {
       if (why !== 'count' && why !== 'error' && histMaps.length) printHists();
-      if (!outBroken) {
-        const hist = new Set(histMaps.map((h) => h.name));
-        for (const [name, m] of Object.entries(coll.maps)) {
-          const ms = spec.maps[name];
-          if (!ms || ms.origin === 'data' || name.startsWith('.') || hist.has(name) || isEventMapType(m.type) || !isTabular(m.type)) continue;
-          info('\n' + formatMap(m, mapTypeName(m.type).toLowerCase(), process.stdout.isTTY === true));
-        }
-      }
+      if (!outBroken) for (const text of finalTables()) info('\n' + text);
     } catch (e) {
       failure ??= e;
     }

@@ -1,8 +1,8 @@
 // `tsbpf load --attach`, on exit: the contents of the object's plain maps (hash, array, LRU, LPM trie and
-// their per-CPU kinds) as KEY / VALUE tables, decoded through BTF when the map declares its key and value
+// their per-CPU kinds) as KEY / VALUE tables, and the writable globals, decoded through BTF when they declare their
 // types, else in hex. A client of the public API only.
 
-import { MapType, type BpfMap } from '../index.js';
+import { codecFor, MapType, type BpfMap, type Btf, type Collection } from '../index.js';
 
 /** Map types whose entries can be listed from user space and mean something as a table. */
 const TABULAR = new Set<number>([
@@ -66,5 +66,31 @@ export function formatMap(m: BpfMap, kind: string, align: boolean): string {
     for (const [k, v] of rows) lines.push(align ? `  ${k.padEnd(w)}  ${v}` : `  ${k} ${v}`);
   }
   if (total > rows.length) lines.push(`  ... ${total - rows.length} more (first ${MAX_ROWS} shown)`);
+  return lines.join('\n');
+}
+
+/**
+ * The writable globals (.data, .bss and their named kinds) as they are now, decoded through the object's
+ * BTF: what counters and results an object keeps in plain variables instead of maps. Read-only (.rodata)
+ * variables are left out: they hold what the command line set. Undefined when the object has none.
+ */
+export function formatGlobals(coll: Collection, btf: Btf | undefined, align: boolean): string | undefined {
+  const rows: [string, string][] = [];
+  for (const v of Object.values(coll.variables)) {
+    if (v.readonly) continue;
+    const bytes = v.get();
+    let text: string;
+    try {
+      text = btf && v.type ? valueText(codecFor(btf, v.type).decode(bytes, 0, { enumNames: true })) : hex(bytes);
+    } catch {
+      text = hex(bytes);
+    }
+    rows.push([v.name, text]);
+  }
+  if (!rows.length) return undefined;
+  const w = align ? Math.max(4, ...rows.map((r) => r[0].length)) : 0;
+  const lines = [`globals (${rows.length} writable variable${rows.length === 1 ? '' : 's'})`];
+  lines.push(align ? `  ${'NAME'.padEnd(w)}  VALUE` : '  NAME VALUE');
+  for (const [n, t] of rows) lines.push(align ? `  ${n.padEnd(w)}  ${t}` : `  ${n} ${t}`);
   return lines.join('\n');
 }

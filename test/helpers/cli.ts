@@ -7,12 +7,19 @@ export const CLI = join(ROOT, 'src', 'cli', 'main.ts');
 /** The TypeScript loader tap gave this process, for the children. */
 export const nodeArgs = process.execArgv.filter((a) => a.startsWith('--import') || a.startsWith('--loader') || a === '--enable-source-maps');
 
+/** How long a child may take to print something expected (it compiles TypeScript first; a VM is slow). */
+export const STARTUP_MS = 100_000;
+
 export interface Cli {
   child: ChildProcess;
   readonly stdout: string;
   readonly stderr: string;
   /** Exit code (-1 when killed by a signal). */
   exit: Promise<number>;
+  /** Resolves once stdout (or stderr) matches; rejects if the process exits first, or after `ms`. */
+  waitFor(re: RegExp | ((s: string) => boolean), where?: 'stdout' | 'stderr', ms?: number): Promise<void>;
+  /** SIGINT (unless it already exited), then the exit code. */
+  interrupt(): Promise<number>;
 }
 
 /** Start `tsbpf ARGS`, optionally under a wrapper command (e.g. setpriv). */
@@ -20,9 +27,25 @@ export function startCli(args: string[], wrapper: string[] = []): Cli {
   const argv = [...wrapper, process.execPath, ...nodeArgs, CLI, ...args];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   const out = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (d) => (out.stdout += d));
-  child.stderr!.on('data', (d) => (out.stderr += d));
-  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+  const listeners = new Set<() => void>();
+  let exited = false;
+  const notify = (): void => {
+    for (const l of [...listeners]) l();
+  };
+  child.stdout!.on('data', (d) => {
+    out.stdout += d;
+    notify();
+  });
+  child.stderr!.on('data', (d) => {
+    out.stderr += d;
+    notify();
+  });
+  const exit = new Promise<number>((resolve) => child.on('exit', (code) => {
+    exited = true;
+    notify();
+    resolve(code ?? -1);
+  }));
+  const tail = (): string => `\nstdout: ${out.stdout.slice(-2000)}\nstderr: ${out.stderr.slice(-2000)}`;
   return {
     child,
     get stdout() {
@@ -32,6 +55,27 @@ export function startCli(args: string[], wrapper: string[] = []): Cli {
       return out.stderr;
     },
     exit,
+    waitFor(re, where = 'stdout', ms = STARTUP_MS) {
+      return new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (typeof re === 'function' ? re(out[where]) : re.test(out[where])) done();
+          else if (exited) done(new Error(`exited before ${re} matched${tail()}`));
+        };
+        const timer = setTimeout(() => done(new Error(`${re} did not match in ${ms} ms${tail()}`)), ms);
+        const done = (err?: Error): void => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          if (err) reject(err);
+          else resolve();
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    interrupt() {
+      if (!exited) child.kill('SIGINT');
+      return exit;
+    },
   };
 }
 
