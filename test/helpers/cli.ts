@@ -82,7 +82,9 @@ export function startCli(args: string[], wrapper: string[] = []): Cli {
 /** Scheduler load (busy loops and short-lived children) until the returned function is called. */
 export function makeLoad(busy = 2): () => void {
   const kids: ChildProcess[] = [];
-  for (let i = 0; i < busy; i++) kids.push(spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
+  // Each busy loop ends by itself after two minutes: a test file that tap kills on its timeout runs no
+  // teardown, and loops left spinning would starve every test file after it.
+  for (let i = 0; i < busy; i++) kids.push(spawn('timeout', ['-s', 'KILL', '120', '/bin/sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
   let stopped = false;
   const churn = (): void => {
     if (stopped) return;
@@ -92,6 +94,7 @@ export function makeLoad(busy = 2): () => void {
   for (let i = 0; i < 3; i++) churn();
   return () => {
     stopped = true;
-    for (const k of kids) k.kill('SIGKILL');
+    // TERM, not KILL: `timeout` passes TERM on to the loop, while a KILL would orphan the loop.
+    for (const k of kids) k.kill('SIGTERM');
   };
 }
