@@ -3,7 +3,7 @@
 // that lets a failure release everything created before it.
 
 import { BPF_MAP_TYPE, BPF_PROG_TYPE, BPF_ATTACH_TYPE, btfLoad, possibleCpus, pageSize, errnoName, FD } from '../syscall/index.js';
-import { TsbpfError, NotSupportedError } from '../errors.js';
+import { TsbpfError, NotSupportedError, ClosedError } from '../errors.js';
 import { Btf } from '../btf/btf.js';
 import { marshalFuncInfos, marshalLineInfos } from '../btf/ext.js';
 import { loadKernelBtf, loadBtfFile } from '../btf/kernel.js';
@@ -99,6 +99,8 @@ export class Collection {
 
   constructor(spec: CollectionSpec, options: CollectionOptions = {}) {
     this.spec = spec;
+    // A pin directory outside a bpffs is refused before anything is loaded.
+    if (options.pinPath !== undefined) checkBpffsPath(options.pinPath);
     let btfFd: FD | undefined;
     let externs: Externs | undefined;
     try {
@@ -433,7 +435,14 @@ export class Collection {
     v.set(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   }
 
+  #check(what: string): void {
+    if (this.#closed) {
+      throw new ClosedError(`collection "${this.spec.objectName}": ${what}: the collection is closed (its maps and programs too); load the object again`);
+    }
+  }
+
   #variable(name: string): GlobalVariable {
+    this.#check(`variable "${name}"`);
     const v = this.variables[name];
     if (!v) throw new CollectionError(`no variable "${name}" (the object has: ${Object.keys(this.spec.variables).join(', ') || 'none'})`);
     return v;
@@ -454,6 +463,7 @@ export class Collection {
   }
 
   describe(): { programs: { name: string; type: string }[]; maps: { name: string; type: string }[] } {
+    this.#check('describe');
     return {
       programs: Object.values(this.programs).map((p) => ({ name: p.name, type: programTypeName(p.type) })),
       maps: Object.values(this.maps).map((m) => ({ name: m.name, type: mapTypeName(m.type) })),

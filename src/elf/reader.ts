@@ -100,7 +100,9 @@ function u64(buf: Buffer, off: number): bigint {
 /** Checks the ELF header and the section header table without trusting any field. */
 function validateHeader(buf: Buffer): { shoff: number; shnum: number; shstrndx: number } {
   if (buf.length < 4 || buf[0] !== 0x7f || buf[1] !== 0x45 || buf[2] !== 0x4c || buf[3] !== 0x46) {
-    throw new ElfError('not an ELF file (bad magic)');
+    throw new ElfError(
+      buf.length === 0 ? 'not an ELF file: it is empty (0 bytes)' : 'not an ELF file (bad magic): pass a BPF object built with clang -target bpf -c',
+    );
   }
   if (buf.length < EHDR_SIZE) {
     throw new ElfError(`truncated ELF header: ${buf.length} bytes, need ${EHDR_SIZE}`);
@@ -108,22 +110,28 @@ function validateHeader(buf: Buffer): { shoff: number; shnum: number; shstrndx: 
   const elfClass = buf[4];
   if (elfClass !== 2) {
     throw new ElfError(
-      elfClass === 1 ? '32-bit ELF objects are not supported (BPF objects are ELFCLASS64)' : `invalid ELF class ${elfClass}`,
+      elfClass === 1
+        ? '32-bit ELF objects are not supported: found ELFCLASS32, want ELFCLASS64 (build with clang -target bpf)'
+        : `invalid ELF class ${elfClass}, want ELFCLASS64 (2)`,
     );
   }
   const data = buf[5];
-  if (data === 2) throw new ElfError('big-endian objects are not supported');
-  if (data !== 1) throw new ElfError(`invalid ELF data encoding ${data}`);
+  if (data === 2) {
+    throw new ElfError('big-endian objects are not supported: found ELFDATA2MSB (bpfeb), want ELFDATA2LSB (build with clang -target bpfel)');
+  }
+  if (data !== 1) throw new ElfError(`invalid ELF data encoding ${data}, want ELFDATA2LSB (1)`);
 
   const machine = buf.readUInt16LE(18);
   if (machine !== EM_BPF) {
     const name = MACHINE_NAMES[machine] ?? 'unknown';
-    throw new ElfError(`not a BPF object: e_machine is ${machine} (${name}), expected ${EM_BPF} (BPF)`);
+    throw new ElfError(
+      `not a BPF object: e_machine is ${machine} (${name}), want EM_BPF (${EM_BPF}): this is code for another machine; build with clang -target bpf`,
+    );
   }
   const type = buf.readUInt16LE(16);
   if (type !== ET_REL) {
     throw new ElfError(
-      `not a relocatable BPF object: e_type is ${ELF_TYPE_NAMES[type] ?? type}, expected ET_REL`,
+      `not a relocatable BPF object: e_type is ${ELF_TYPE_NAMES[type] ?? type}, want ET_REL (build with clang -c, do not link)`,
     );
   }
 

@@ -131,7 +131,7 @@ export class Link {
   /** The bpf_link fd (or the perf event fd for links made with the ioctl fallback). */
   get fd(): number {
     const f = this.#fd ?? this.#perf;
-    if (this.#closed || !f || f.closed) throw new ClosedError(`link ${this.kind}:${this.target} is closed`);
+    if (this.#closed || !f || f.closed) throw this.#closedError();
     return f.value;
   }
 
@@ -149,8 +149,13 @@ export class Link {
     return this.#pinnedAt;
   }
 
+  #closedError(): ClosedError {
+    const fix = this.#pinnedAt ? ` (still pinned at ${this.#pinnedAt}: open it with Link.fromPin)` : ': attach the program again for a new link';
+    return new ClosedError(`link ${this.kind}:${this.target} is closed${fix}`);
+  }
+
   #bpfLink(what: string): FD {
-    if (this.#closed) throw new ClosedError(`link ${this.kind}:${this.target} is closed`);
+    if (this.#closed) throw this.#closedError();
     if (!this.#fd) {
       throw new TsbpfError(`link ${this.kind}:${this.target} cannot ${what}: it is not a bpf_link (this kernel or hook needed the ${this.#perf ? 'perf event ioctl' : 'legacy'} attach)`);
     }
@@ -160,7 +165,7 @@ export class Link {
   /** Pin the link in a bpffs: it then stays attached after close() and process exit, until unpinned. */
   pin(path: string): void {
     const fd = this.#bpfLink('be pinned');
-    checkBpffsPath(path);
+    checkBpffsPath(path, { pin: true });
     objPin(fd.value, path, `link ${this.kind}:${this.target}: pin to ${path}`);
     this.#pinnedAt = path;
   }

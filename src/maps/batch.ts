@@ -42,6 +42,8 @@ function remember(map: BpfMap, op: BatchOp): void {
 /** Upper bound on the keys+values bytes of one update/delete call (bounds the native arena). */
 const MAX_CALL_BYTES = 8 << 20;
 const DEFAULT_BATCH_SIZE = 4096;
+/** Largest batchSize accepted: the kernel's count is a u32, and each chunk allocates batchSize × (key + value) bytes. */
+const MAX_BATCH_SIZE = 1 << 24;
 
 /** Bytes of one element's value in batch buffers: value_size, or round_up(value_size, 8) × possible CPUs. */
 export function batchValueStride(map: BpfMap): number {
@@ -121,7 +123,9 @@ export interface LookupBatchOptions {
 
 function checkBatchSize(n: number | undefined): number {
   if (n === undefined) return DEFAULT_BATCH_SIZE;
-  if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff) throw new TypeError(`batchSize must be a positive integer, got ${n}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0 || n > MAX_BATCH_SIZE) {
+    throw new TypeError(`batchSize must be an integer in [1, ${MAX_BATCH_SIZE}], got ${typeof n === 'number' ? n : typeof n}: it is the number of elements read per bpf() call`);
+  }
   return n;
 }
 
@@ -277,15 +281,29 @@ function collect(map: BpfMap, chunks: Iterable<BatchEntries>, make: (k: Buffer, 
     Buffer.concat(list.map((c) => c.values.subarray(0, c.count * c.valueStride))), n);
 }
 
-function checkRecords(map: BpfMap, keys: Uint8Array, values: Uint8Array | null, what: string): number {
+const NO_VALUES = Symbol('no values');
+
+function kind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an Array';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}
+
+/** Element count of `keys` (and `values`, checked against it unless `values` is NO_VALUES): all before any syscall. */
+function checkRecords(map: BpfMap, keys: Uint8Array, values: Uint8Array | typeof NO_VALUES, what: string): number {
   checkKeyed(map, what);
-  if (!(keys instanceof Uint8Array)) throw new TypeError(`${ctx(map)}: ${what}: keys must be a Buffer/Uint8Array`);
+  if (!(keys instanceof Uint8Array)) {
+    throw new TypeError(`${ctx(map)}: ${what}: keys must be a Buffer/Uint8Array of ${map.keySize}-byte keys back to back, got ${kind(keys)}`);
+  }
   if (keys.length === 0 || keys.length % map.keySize !== 0) {
     throw new TypeError(`${ctx(map)}: ${what}: keys are ${keys.length} bytes, not a positive multiple of the key size ${map.keySize}`);
   }
   const count = keys.length / map.keySize;
-  if (values !== null) {
-    if (!(values instanceof Uint8Array)) throw new TypeError(`${ctx(map)}: ${what}: values must be a Buffer/Uint8Array`);
+  if (values !== NO_VALUES) {
+    if (!(values instanceof Uint8Array)) {
+      throw new TypeError(`${ctx(map)}: ${what}: values must be a Buffer/Uint8Array of ${batchValueStride(map)}-byte values back to back, got ${kind(values)}`);
+    }
     const vs = batchValueStride(map);
     if (values.length !== count * vs) {
       const rule = map.perCpu
@@ -305,6 +323,9 @@ function checkRecords(map: BpfMap, keys: Uint8Array, values: Uint8Array | null, 
  */
 export function updateBatch(map: BpfMap, keys: Uint8Array, values: Uint8Array, flags = 0): number {
   const count = checkRecords(map, keys, values, 'updateBatch');
+  if (typeof flags !== 'number' || !Number.isSafeInteger(flags) || flags < 0) {
+    throw new TypeError(`${ctx(map)}: updateBatch: flags must be a non-negative integer (UpdateFlags.*), got ${typeof flags === 'number' ? flags : typeof flags}`);
+  }
   const ks = map.keySize;
   const vs = batchValueStride(map);
   const fd = map.fd;
@@ -348,7 +369,7 @@ export function updateBatch(map: BpfMap, keys: Uint8Array, values: Uint8Array, f
  * deleted before it.
  */
 export function deleteBatch(map: BpfMap, keys: Uint8Array): number {
-  const count = checkRecords(map, keys, null, 'deleteBatch');
+  const count = checkRecords(map, keys, NO_VALUES, 'deleteBatch');
   const ks = map.keySize;
   const fd = map.fd;
   const c = ctx(map);

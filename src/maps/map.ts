@@ -186,6 +186,7 @@ export class BpfMap {
 
   /** Create a map. Errors name the map and say what the kernel refused. */
   static create(o: MapCreateOptions): BpfMap {
+    checkCreateOptions(o);
     const fd = mapCreate(
       {
         mapType: o.type,
@@ -228,7 +229,7 @@ export class BpfMap {
     try {
       return this.#fd.value;
     } catch {
-      throw new ClosedError(`map "${this.name}" is closed`);
+      throw new ClosedError(`${this.#ctx()} is closed: it can no longer be used (open it again with BpfMap.fromPin/fromId, or close it later)`);
     }
   }
 
@@ -250,28 +251,42 @@ export class BpfMap {
   }
 
   #ctx(): string {
-    return `map "${this.name}"`;
+    return `map "${this.name}" (${mapTypeName(this.type)})`;
+  }
+
+  /** Element flags (BPF_ANY, BPF_F_LOCK...): a non-negative integer, refused otherwise before any syscall. */
+  #flags(flags: unknown, op: string): number {
+    if (typeof flags !== 'number' || !Number.isSafeInteger(flags) || flags < 0) {
+      throw new TypeError(`${this.#ctx()}: ${op}: flags must be a non-negative integer (UpdateFlags.*), got ${describeValue(flags)}`);
+    }
+    return flags;
   }
 
   #key(key: KeyLike): Uint8Array {
     if (key instanceof Uint8Array) {
       if (key.length !== this.keySize) {
-        throw new TypeError(`${this.#ctx()}: key is ${key.length} bytes, the map's key size is ${this.keySize}`);
+        throw new TypeError(
+          `${this.#ctx()}: key is ${key.length} bytes, the map's key size is ${this.keySize}: pass a Buffer of exactly ${this.keySize} bytes`,
+        );
       }
       return key;
     }
     if (typeof key === 'number' || typeof key === 'bigint') {
       const k = this.#scratchKey;
-      if (this.keySize === 4) {
-        if (typeof key === 'number' && (!Number.isInteger(key) || key < 0 || key > 0xffffffff)) {
-          throw new TypeError(`${this.#ctx()}: key ${key} is not a u32`);
+      if (this.keySize === 4 || this.keySize === 8) {
+        const bits = this.keySize * 8;
+        const ok = typeof key === 'number'
+          ? Number.isSafeInteger(key) && key >= 0 && key <= (bits === 32 ? 0xffffffff : Number.MAX_SAFE_INTEGER)
+          : key >= 0n && key < 1n << BigInt(bits);
+        if (!ok) {
+          throw new TypeError(
+            `${this.#ctx()}: key ${describeValue(key)} is not a u${bits}: numeric keys must be integers in [0, 2^${bits})` +
+              (typeof key === 'number' && bits === 64 ? ' (pass a bigint above 2^53)' : ''),
+          );
         }
-        k.writeUInt32LE(Number(BigInt.asUintN(32, BigInt(key))), 0);
-        return k.subarray(0, 4);
-      }
-      if (this.keySize === 8) {
-        k.writeBigUInt64LE(BigInt.asUintN(64, BigInt(key)), 0);
-        return k.subarray(0, 8);
+        if (bits === 32) k.writeUInt32LE(Number(key), 0);
+        else k.writeBigUInt64LE(BigInt(key), 0);
+        return k.subarray(0, this.keySize);
       }
       throw new TypeError(`${this.#ctx()}: a numeric key needs a 4- or 8-byte key size (this map's is ${this.keySize}); pass a Buffer`);
     }
@@ -289,7 +304,10 @@ export class BpfMap {
       const out = Buffer.alloc(stride * this.#possible);
       if (Array.isArray(value)) {
         if (value.length !== this.#possible) {
-          throw new TypeError(`${this.#ctx()}: per-CPU value needs ${this.#possible} entries (one per possible CPU), got ${value.length}`);
+          throw new TypeError(
+            `${this.#ctx()}: per-CPU value needs ${this.#possible} entries (one per possible CPU), got ${value.length}: ` +
+              `pass one ${this.valueSize}-byte Buffer per CPU, or a single Buffer for every CPU`,
+          );
         }
         value.forEach((v, i) => {
           this.#checkValue(v);
@@ -301,7 +319,7 @@ export class BpfMap {
       }
       return out;
     }
-    if (Array.isArray(value)) throw new TypeError(`${this.#ctx()}: only per-CPU maps take an array of values`);
+    if (Array.isArray(value)) throw new TypeError(`${this.#ctx()}: only per-CPU maps take an array of values; pass one ${this.valueSize}-byte Buffer`);
     this.#checkValue(value);
     return value;
   }
@@ -309,13 +327,16 @@ export class BpfMap {
   #checkValue(v: unknown): asserts v is Uint8Array {
     if (!(v instanceof Uint8Array)) throw new TypeError(`${this.#ctx()}: value must be a Buffer/Uint8Array, got ${describe(v)}`);
     if (v.length !== this.valueSize) {
-      throw new TypeError(`${this.#ctx()}: value is ${v.length} bytes, the map's value size is ${this.valueSize}`);
+      throw new TypeError(
+        `${this.#ctx()}: value is ${v.length} bytes, the map's value size is ${this.valueSize}: pass a Buffer of exactly ${this.valueSize} bytes`,
+      );
     }
   }
 
   /** Value of `key`, or undefined when absent. Per-CPU maps: use lookupPerCpu(). */
   lookup(key: KeyLike, flags = 0): Buffer | undefined {
     const k = this.#key(key);
+    this.#flags(flags, 'lookup');
     if (isPerCpu(this.type)) {
       throw new TsbpfError(`${this.#ctx()} is per-CPU: use lookupPerCpu() to get one value per CPU`);
     }
@@ -341,6 +362,10 @@ export class BpfMap {
 
   /** Look up and remove (hash maps, queues and stacks: pass `null` as key for queue/stack). */
   lookupAndDelete(key: KeyLike | null): Buffer | undefined {
+    if (key === null && this.keySize !== 0) {
+      this.fd; // closed: ClosedError first
+      throw new TypeError(`${this.#ctx()}: lookupAndDelete(null) is for queues and stacks; this map's keys are ${this.keySize} bytes: pass a key`);
+    }
     const k = key === null ? new Uint8Array(0) : this.#key(key);
     const total = this.#valueBytes;
     const out = Buffer.alloc(total);
@@ -351,12 +376,14 @@ export class BpfMap {
   update(key: KeyLike, value: Uint8Array | Uint8Array[], flags: number = UpdateFlags.ANY): void {
     const k = this.#key(key);
     const v = this.#value(value);
+    this.#flags(flags, 'update');
     mapUpdate(this.fd, k, v, flags, this.#ctx());
   }
 
   /** Queue/stack: add `value` (flags: UpdateFlags.EXIST overwrites the oldest when full). Bloom filter: add. */
   push(value: Uint8Array, flags = 0): void {
     this.#checkValue(value);
+    this.#flags(flags, 'push');
     mapUpdate(this.fd, new Uint8Array(0), value, flags, this.#ctx());
   }
 
@@ -427,17 +454,20 @@ export class BpfMap {
 
   /** Pin in a BPF filesystem (refused elsewhere). */
   pin(path: string): void {
-    checkBpffsPath(path);
+    this.fd; // closed: ClosedError before the path is looked at
+    checkBpffsPath(path, { pin: true });
     objPin(this.fd, path, `${this.#ctx()}: pin to ${path}`);
   }
 
   /** Remove the pin at `path`; returns false when there was none. The map lives on while fds remain. */
   unpin(path: string): boolean {
+    // Works after close() too: the pin is the kernel's, not this handle's.
     return unpin(path);
   }
 
   /** A second handle on the same kernel map. */
   clone(): BpfMap {
+    this.fd; // ClosedError naming the map, not the fd
     return new BpfMap(this.#fd.dup(), this);
   }
 
@@ -459,8 +489,39 @@ export function loadPinnedMap(path: string): BpfMap {
 
 function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an Array';
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   return typeof v;
+}
+
+/** A value for an error message: numbers and bigints as themselves, anything else by its type. */
+function describeValue(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '…' : v)}`;
+  return describe(v);
+}
+
+const U32_MAX = 0xffffffff;
+
+/** Sizes, counts and flags of MapCreateOptions: u32 integers, refused before any syscall. */
+function checkCreateOptions(o: MapCreateOptions): void {
+  if (o === null || typeof o !== 'object') throw new TypeError(`BpfMap.create: pass an options object, got ${describe(o)}`);
+  const what = `map "${o.name ?? ''}"`;
+  if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`${what}: name must be a string, got ${describe(o.name)}`);
+  const fields = ['type', 'keySize', 'valueSize', 'maxEntries', 'flags', 'numaNode', 'btfFd', 'btfKeyTypeId', 'btfValueTypeId',
+    'btfVmlinuxValueTypeId'] as const;
+  for (const f of fields) {
+    const v = o[f];
+    if (v === undefined && f !== 'type' && f !== 'keySize' && f !== 'valueSize' && f !== 'maxEntries') continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > U32_MAX) {
+      throw new TypeError(`${what}: ${f} must be an integer in [0, 2^32), got ${describeValue(v)}`);
+    }
+  }
+  if (o.mapExtra !== undefined && (typeof o.mapExtra !== 'bigint' || o.mapExtra < 0n || o.mapExtra >= 1n << 64n)) {
+    throw new TypeError(`${what}: mapExtra must be a bigint in [0, 2^64), got ${describeValue(o.mapExtra)}`);
+  }
+  if (o.innerMap !== undefined && !(o.innerMap instanceof BpfMap)) throw new TypeError(`${what}: innerMap must be a BpfMap, got ${describe(o.innerMap)}`);
 }
 
 /** True for errors meaning "the kernel does not support this map type". */

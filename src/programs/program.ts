@@ -6,6 +6,7 @@ import {
   readBytesField, readField, writeFields, E, errnoName, BpfError, type TestRunResult,
 } from '../syscall/index.js';
 import { ClosedError, NotSupportedError, TsbpfError } from '../errors.js';
+import { checkBpffsPath } from '../maps/pin.js';
 import { Btf } from '../btf/btf.js';
 import { loadKernelBtf } from '../btf/kernel.js';
 import type { LineInfo } from '../btf/types.js';
@@ -258,6 +259,7 @@ export class Program {
   }
 
   static fromPin(path: string): Program {
+    checkBpffsPath(path);
     return Program.fromFd(objGet(path, 0, `pinned program ${path}`));
   }
 
@@ -265,7 +267,7 @@ export class Program {
     try {
       return this.#fd.value;
     } catch {
-      throw new ClosedError(`program "${this.name}" is closed`);
+      throw new ClosedError(`program "${this.name}" (${programTypeName(this.type)}) is closed: it can no longer be used (load it again, or close it later)`);
     }
   }
 
@@ -345,10 +347,13 @@ export class Program {
   }
 
   pin(path: string): void {
-    objPin(this.fd, path, `program "${this.name}": pin to ${path}`);
+    const fd = this.fd; // closed: ClosedError before the path is looked at
+    checkBpffsPath(path, { pin: true });
+    objPin(fd, path, `program "${this.name}": pin to ${path}`);
   }
 
   clone(): Program {
+    this.fd; // ClosedError naming the program, not the fd
     return new Program(this.#fd.dup(), this.name, this.type, this.verifierLog, this.expectedAttachType);
   }
 

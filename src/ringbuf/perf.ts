@@ -345,7 +345,7 @@ export class PerfReader<T = Buffer> {
     if (typeof callback !== 'function') throw new TypeError('PerfReader.read: callback must be a function');
     this.#check();
     const copy = options.copy === true;
-    return this.#drain(options.max ?? Infinity, (buf, start, len, cpu) => {
+    return this.#drain(checkMax(options.max, 'PerfReader.read'), (buf, start, len, cpu) => {
       if (copy) {
         const out = Buffer.allocUnsafe(len);
         buf.copy(out, 0, start, start + len);
@@ -364,7 +364,7 @@ export class PerfReader<T = Buffer> {
   readInPlace(callback: PerfInPlaceCallback, options: { max?: number } = {}): number {
     if (typeof callback !== 'function') throw new TypeError('PerfReader.readInPlace: callback must be a function');
     this.#check();
-    return this.#drain(options.max ?? Infinity, callback);
+    return this.#drain(checkMax(options.max, 'PerfReader.readInPlace'), callback);
   }
 
   /**
@@ -605,7 +605,7 @@ export class PerfReader<T = Buffer> {
   #check(): void {
     if (this.#closed) {
       if (this.#abortReason !== undefined) throw this.#abortReason;
-      throw new ClosedError('perf reader is closed');
+      throw new ClosedError(`perf reader of map "${this.#map.name}" is closed: make a new PerfReader to read again`);
     }
   }
 
@@ -806,4 +806,13 @@ export class PerfReader<T = Buffer> {
     this.#mapFd?.close();
     this.#mapFd = undefined;
   }
+}
+
+/** `max` of read()/readInPlace(): a non-negative integer or Infinity (the default). */
+function checkMax(max: unknown, where: string): number {
+  if (max === undefined) return Infinity;
+  if (typeof max !== 'number' || !(max === Infinity || (Number.isInteger(max) && max >= 0))) {
+    throw new TypeError(`${where}: max must be a non-negative integer or Infinity, got ${typeof max === 'number' ? max : typeof max}`);
+  }
+  return max;
 }

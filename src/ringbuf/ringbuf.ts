@@ -11,9 +11,9 @@
 //
 // Memory: the mappings are read through typed arrays and Buffers that never leave this module, except the
 // record views handed to `read()` callbacks (valid only during the callback; see read()). Writing the
-// producer side (read-only) or touching a view after munmap kills the process (SIGSEGV), so: nothing here
-// writes outside the consumer position, and close() drops every internal view before unmapping, deferring
-// the unmap until a read in progress has returned.
+// producer side (read-only) kills the process (SIGSEGV), so nothing here writes outside the consumer position.
+// close() drops every internal view before unmapping, deferring the unmap until a read in progress has
+// returned; a view a user kept then reads zeros (Mapping.unmap() leaves placeholder memory, never a hole).
 
 import { BpfMap, MapType, mapTypeName } from '../maps/map.js';
 import { mmap, pageSize, PROT_READ, PROT_WRITE, type Mapping } from '../syscall/os.js';
@@ -249,8 +249,8 @@ export class RingBufReader<T = Buffer> {
   /**
    * Deliver every committed record available now (or up to `max`), synchronously, and return how many.
    * Never waits. Without `copy`, `record` is a view into the ring valid only during the callback: the
-   * space is handed back to the kernel right after, and after close() the memory is unmapped (touching
-   * a kept view then would crash the process). Copy what you keep (`Buffer.from(record)`), or pass
+   * space is handed back to the kernel right after (the kernel may write a new record there), and after
+   * close() a kept view reads zeros. Copy what you keep (`Buffer.from(record)`), or pass
    * `copy: true`. A callback that throws stops the read; records up to and including it are consumed.
    * Calling close() from a callback is allowed (the read stops); calling read() from one is not.
    */
@@ -258,7 +258,7 @@ export class RingBufReader<T = Buffer> {
     if (typeof callback !== 'function') throw new TypeError('RingBufReader.read: callback must be a function');
     this.#check();
     const copy = options.copy === true;
-    const max = options.max ?? Infinity;
+    const max = checkMax(options.max, 'RingBufReader.read');
     return this.#drain(max, (data, start, len, ring) => {
       if (copy) {
         const out = Buffer.allocUnsafe(len);
@@ -279,7 +279,7 @@ export class RingBufReader<T = Buffer> {
     if (typeof callback !== 'function') throw new TypeError('RingBufReader.readInPlace: callback must be a function');
     this.#check();
     // The user's callback is the visit itself: no wrapper call per record.
-    return this.#drain(options.max ?? Infinity, callback);
+    return this.#drain(checkMax(options.max, 'RingBufReader.readInPlace'), callback);
   }
 
   /**
@@ -500,7 +500,7 @@ export class RingBufReader<T = Buffer> {
   #check(): void {
     if (this.#closed) {
       if (this.#abortReason !== undefined) throw this.#abortReason;
-      throw new ClosedError('ring buffer reader is closed');
+      throw new ClosedError(`ring buffer reader of ${this.#maps.map((m) => `map "${m.name}"`).join(', ')} is closed: make a new RingBufReader to read again`);
     }
   }
 
@@ -601,4 +601,13 @@ export class RingBufReader<T = Buffer> {
       r.fd.close();
     }
   }
+}
+
+/** `max` of read()/readInPlace(): a non-negative integer or Infinity (the default). */
+function checkMax(max: unknown, where: string): number {
+  if (max === undefined) return Infinity;
+  if (typeof max !== 'number' || !(max === Infinity || (Number.isInteger(max) && max >= 0))) {
+    throw new TypeError(`${where}: max must be a non-negative integer or Infinity, got ${typeof max === 'number' ? max : typeof max}`);
+  }
+  return max;
 }

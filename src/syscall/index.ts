@@ -4,7 +4,7 @@ export * from './fd.js';
 export * from './bpf.js';
 export * from './os.js';
 export * from './layout.js';
-export { rawSyscall, rawSyscall3, NR } from './native.js';
+export { rawSyscall, rawSyscall3, NR, syscallCount } from './native.js';
 export * from './netlink.js';
 export * from './uprobe-sys.js';
 export * from './socket.js';
