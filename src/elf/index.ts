@@ -1,6 +1,6 @@
 // loadCollectionSpec: a BPF ELF object → CollectionSpec (plain data, no kernel access).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Btf } from '../btf/btf.js';
 import { parseBtfExt } from '../btf/ext.js';
@@ -71,19 +71,44 @@ export function loadCollectionSpec(input: string | Buffer | Uint8Array, options:
   let buf: Buffer;
   let objectName: string;
   if (typeof input === 'string') {
-    buf = readFileSync(input);
+    buf = readObjectFile(input);
     objectName = options.name ?? objectNameOf(input);
   } else if (input instanceof Uint8Array) {
     buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     objectName = options.name ?? 'obj';
   } else {
-    throw new TypeError('loadCollectionSpec: input must be a path or a Buffer');
+    throw new TypeError(`loadCollectionSpec: input must be a path or a Buffer with the object's bytes, got ${
+      input === null ? 'null' : typeof input === 'object' ? ((input as object).constructor?.name ?? 'object') : typeof input}`);
   }
-  return parseObject(buf, objectName);
+  return parseObject(buf, objectName, typeof input === 'string' ? input : `object "${objectName}"`);
 }
 
-function parseObject(buf: Buffer, objectName: string): CollectionSpec {
-  const { sections } = readElf(buf);
+/** The bytes of an object file; a device, FIFO or directory (`/dev/zero` never ends) is refused first. */
+function readObjectFile(path: string): Buffer {
+  const st = statSync(path); // a missing file stays Node's ENOENT error, which names the path
+  if (!st.isFile()) {
+    const kind = st.isDirectory() ? 'a directory' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device'
+      : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
+    throw new ElfError(`${path}: is ${kind}, not an object file; pass the path of a .o built with clang -target bpf -c`);
+  }
+  if (st.size > MAX_OBJECT_BYTES) {
+    throw new ElfError(`${path}: ${st.size} bytes is too large for a BPF object (limit ${MAX_OBJECT_BYTES} bytes)`);
+  }
+  return readFileSync(path);
+}
+
+/** Node's Buffer limit is 4 GiB; no BPF object comes near 1 GiB. */
+const MAX_OBJECT_BYTES = 1 << 30;
+
+function parseObject(buf: Buffer, objectName: string, label: string): CollectionSpec {
+  let sections: ElfSection[];
+  try {
+    ({ sections } = readElf(buf));
+  } catch (e) {
+    // The container checks (magic, class, byte order, machine, type...) say nothing of which file: add it.
+    if (e instanceof ElfError) throw new ElfError(`${label}: ${e.message}`, { section: e.section, cause: e });
+    throw e;
+  }
   const { symbols } = readSymbolTable(sections);
   // Symbols grouped by section, so that per-section work stays linear in the file size.
   const bySection = new Map<number, ElfSymbol[]>();

@@ -10,6 +10,7 @@
 // ever handed to the kernel (hazard 6).
 
 import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import type * as FfiRs from 'ffi-rs';
 
 const require = createRequire(import.meta.url);
@@ -26,7 +27,27 @@ function init(): typeof FfiRs {
   mod.open({ library: LIB, path: 'libc.so.6' });
   T = mod.DataType;
   ffi = mod;
+  if (!isMainThread) pinAddon(mod);
   return mod;
+}
+
+/**
+ * When a worker thread is the first to load ffi-rs, Node unloads the addon when that worker exits while
+ * ffi-rs still has state pointing into it, and the process dies of SIGSEGV. Opening the addon's shared
+ * object once more with RTLD_NODELETE keeps its code mapped for the life of the process.
+ */
+function pinAddon(mod: typeof FfiRs): void {
+  const addon = Object.keys(require.cache).find((k) => k.endsWith('.node') && /ffi-rs/.test(k));
+  if (!addon) return;
+  const RTLD_NOW = 2;
+  const RTLD_NODELETE = 0x1000;
+  mod.load({
+    library: LIB,
+    funcName: 'dlopen',
+    retType: mod.DataType.BigInt,
+    paramsType: [mod.DataType.String, mod.DataType.I32],
+    paramsValue: [addon, RTLD_NOW | RTLD_NODELETE],
+  });
 }
 
 // x86_64 and arm64 syscall numbers of what we call through libc's syscall().
@@ -61,6 +82,17 @@ function lastErrno(): number {
   return errnoView.readInt32LE(0);
 }
 
+let syscalls = 0;
+
+/**
+ * How many system calls this thread has made through `rawSyscall`/`rawSyscall3`
+ * since it loaded tsbpf. Tests read it before and after a call to prove that bad
+ * input was refused before anything reached the kernel.
+ */
+export function syscallCount(): number {
+  return syscalls;
+}
+
 let sysParams6: FfiRs.DataType[] | undefined;
 
 /**
@@ -70,6 +102,7 @@ let sysParams6: FfiRs.DataType[] | undefined;
 export function rawSyscall(nr: number, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 0n): number {
   const m = init();
   sysParams6 ??= [T.I64, T.BigInt, T.BigInt, T.BigInt, T.BigInt, T.BigInt, T.BigInt];
+  syscalls++;
   const r = m.load({
     library: LIB,
     funcName: 'syscall',
@@ -87,6 +120,7 @@ let sysParams3: FfiRs.DataType[] | undefined;
 export function rawSyscall3(nr: number, a: bigint, b: bigint, c: bigint): number {
   const m = init();
   sysParams3 ??= [T.I64, T.BigInt, T.BigInt, T.BigInt];
+  syscalls++;
   const r = m.load({
     library: LIB,
     funcName: 'syscall',
