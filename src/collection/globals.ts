@@ -3,8 +3,8 @@
 // without a syscall per access; through map lookup/update otherwise.
 //
 // No Buffer over the mapping is ever handed out: every access goes through a method that first checks
-// the mapping is still there, so a use after close() throws ClosedError instead of touching unmapped
-// memory (a SIGSEGV that would kill the process).
+// the mapping is still there, so a use after close() throws ClosedError instead of reading the zeros of
+// the placeholder that Mapping.unmap() leaves behind.
 
 import { Mapping, mmap, pageSize, PROT_READ, PROT_WRITE } from '../syscall/index.js';
 import { ClosedError, TsbpfError } from '../errors.js';

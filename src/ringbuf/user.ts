@@ -23,8 +23,8 @@
 //
 // Memory: the mappings are read and written through typed arrays and Buffers that never leave this module,
 // except each record's `data` view (valid until the record is submitted or discarded, or the writer closed).
-// Touching a view after munmap kills the process (SIGSEGV), so close() discards pending records and drops
-// every internal view before unmapping, and `record.data` refuses to hand the view out after that.
+// close() discards pending records and drops every internal view before unmapping, and `record.data` refuses
+// to hand the view out after that; a view kept from before reads zeros then (see Mapping.unmap()).
 
 import { BpfMap, MapType, mapTypeName } from '../maps/map.js';
 import { mmap, pageSize, PROT_READ, PROT_WRITE, type Mapping } from '../syscall/os.js';
@@ -85,8 +85,8 @@ export class UserRingBufRecord {
   /**
    * The record's bytes: a view into the ring, exactly `size` bytes, contents undefined until written.
    * Valid until submit()/discard() or the writer's close(); reading this property after that throws, but a
-   * reference kept from before must not be touched (after close the memory is unmapped: that would crash
-   * the process; after submit the program may already have consumed it and the space been reused).
+   * reference kept from before must not be used (after close it is placeholder memory, reading zeros and
+   * writing nowhere; after submit the program may already have consumed it and the space been reused).
    */
   get data(): Buffer {
     if (!this.#view) throw this.#stateError('data');

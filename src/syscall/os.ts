@@ -41,10 +41,29 @@ export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
 
+export const MAP_PRIVATE = 0x02;
+export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
+
 /**
- * A mapping of an fd. `view` is a zero-copy Buffer over it: after `unmap()`
- * touching it would crash the process, so owners must drop every reference to
- * `view` (and refuse access) before unmapping.
+ * Placeholders left by Mapping.unmap(), keyed by the view's ArrayBuffer; the held value is the range
+ * ("addr:length"), never the buffer itself (a held value that refers to the target keeps it alive forever).
+ */
+let placeholders = 0;
+const placeholderRegistry = new FinalizationRegistry<string>((range) => {
+  const [addr, length] = range.split(':');
+  rawSyscall(NR.munmap, BigInt(addr), BigInt(length));
+  placeholders--;
+});
+
+/** Placeholder ranges left by unmap() whose views the GC has not collected yet (diagnostics, tests). */
+export function pendingPlaceholders(): number {
+  return placeholders;
+}
+
+/**
+ * A mapping of an fd. `view` is a zero-copy Buffer over it. Owners still drop their own references to
+ * `view` and refuse access once closed, but a view a user kept is safe after `unmap()`: see there.
  */
 export class Mapping {
   readonly addr: bigint;
@@ -62,10 +81,37 @@ export class Mapping {
   get mapped(): boolean {
     return this.#view !== undefined;
   }
+  /**
+   * Release the kernel object's pages without ever leaving the range unmapped while JS may still see it.
+   *
+   * `view` is an external ArrayBuffer over this range, and any Buffer, subarray or typed array made from
+   * it (a record view a user kept, say) refers to the same memory. Node 20 cannot detach an external
+   * ArrayBuffer, so after a plain munmap touching such a view would SIGSEGV the process, or worse, read
+   * whatever the address is reused for later. Instead, one mmap(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS)
+   * atomically replaces the whole range with fresh zero pages: the kernel drops the old pages and the
+   * reference to the map/perf event (so the object is freed exactly as by munmap), and a stale view
+   * reads zeros and writes into private memory nobody else sees. Unused, the placeholder costs a VMA and
+   * no memory. The view's ArrayBuffer is then registered in a FinalizationRegistry that munmaps the
+   * placeholder once no JS object refers to the buffer anymore; this Mapping drops its own reference here.
+   * Every public API over a mapping throws ClosedError after close, so only views kept by the user see
+   * the zeros. Idempotent.
+   */
   unmap(): void {
-    if (!this.#view) return;
+    const view = this.#view;
+    if (!view) return;
     this.#view = undefined;
-    rawSyscall(NR.munmap, this.addr, BigInt(this.length));
+    const len = BigInt(this.length);
+    const r = rawSyscall(
+      NR.mmap, this.addr, len, BigInt(PROT_READ | PROT_WRITE), BigInt(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS), -1n, 0n,
+    );
+    if (r < 0 && r > -4096) {
+      // No placeholder (out of memory or map count): there is nothing safe left to do but munmap. The
+      // views of this module's users are all dropped by now; a view a user kept would fault.
+      rawSyscall(NR.munmap, this.addr, len);
+      return;
+    }
+    placeholders++;
+    placeholderRegistry.register(view.buffer, `${this.addr}:${this.length}`);
   }
 }
 
