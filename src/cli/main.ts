@@ -499,34 +499,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Capability bits (linux/capability.h) and what needs them.
-const CAPS = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
-
-/** This process's effective capabilities, from /proc/self/status (all set when it cannot be read). */
-function effectiveCaps(): bigint {
-  try {
-    const m = /^CapEff:\s*([0-9a-f]+)$/im.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? BigInt('0x' + m[1]) : -1n;
-  } catch {
-    return -1n;
-  }
-}
-
-/**
- * For an EPERM from bpf() or perf_event_open(): the capabilities this process lacks for it (CAP_SYS_ADMIN
- * stands in for the others), or undefined when it has them (then EPERM means something else: lockdown, a
- * sysctl, an LSM).
- */
-export function missingCaps(e: SyscallError, caps = effectiveCaps()): string[] | undefined {
-  if (e.errno !== 'EPERM') return undefined;
-  const has = (c: keyof typeof CAPS): boolean => ((caps >> BigInt(CAPS[c])) & 1n) === 1n;
-  if (has('CAP_SYS_ADMIN')) return undefined;
-  const needed: (keyof typeof CAPS)[] =
-    e.syscall === 'perf_event_open' ? ['CAP_PERFMON'] : e.cmd === 'PROG_LOAD' ? ['CAP_BPF', 'CAP_PERFMON'] : ['CAP_BPF'];
-  const missing = needed.filter((c) => !has(c));
-  return missing.length ? missing : undefined;
-}
-
 const verbose = process.argv.includes('--verbose');
 
 /** One clear line (the error) and a hint; the stack only with --verbose. Returns the exit code. */
@@ -541,7 +513,7 @@ function report(e: unknown): number {
     return 2;
   }
   if (e instanceof SyscallError) {
-    const missing = missingCaps(e);
+    const missing = e.missingCapabilities;
     if (missing) {
       const what = e.cmd ? `${e.syscall}(${e.cmd})` : e.syscall;
       say(

@@ -8,7 +8,7 @@
 
 import { BPF_ATTACH_TYPE, BPF_FUNC, BPF_LINK_TYPE, BPF_MAP_TYPE, BPF_PROG_TYPE } from '../syscall/kernel-defs.generated.js';
 import { BpfCall, btfLoad, progLoad } from '../syscall/bpf.js';
-import { E } from '../syscall/errors.js';
+import { BpfError, E } from '../syscall/errors.js';
 import { FD } from '../syscall/fd.js';
 import { Btf } from '../btf/btf.js';
 import { loadKernelBtf } from '../btf/kernel.js';
@@ -276,6 +276,10 @@ let report: FeatureReport | undefined;
  */
 export function probeKernelFeatures(o: { helperProgTypes?: readonly number[] | 'all' } = {}): FeatureReport {
   if (report && o.helperProgTypes === undefined) return report;
+  // Without the right to use bpf() at all, every probe would fail and some (the types that need an attach
+  // target) would read as present: say so instead of printing a wrong table.
+  const access = createMap({ type: BPF_MAP_TYPE.ARRAY, key: 4, value: 4, max: 1 });
+  if (access === -E.EPERM) throw new BpfError('MAP_CREATE', E.EPERM, 'probing kernel features');
   const programTypes: Record<string, boolean> = {};
   for (const t of knownProgramTypes()) programTypes[t.name] = probeProgramType(t.type);
   const mapTypes: Record<string, boolean> = {};

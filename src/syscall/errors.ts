@@ -1,5 +1,6 @@
 // Typed errors for failed system calls, with a hint that says what to do.
 
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { TsbpfError } from '../errors.js';
 
@@ -59,21 +60,55 @@ function hint(syscall: string, cmd: string | undefined, errno: number): string {
 }
 
 /** A system call failed. `cmd` is the bpf() command name for bpf(). */
+// Capability bits (linux/capability.h) that BPF needs.
+const CAPS = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
+
+/** This process's effective capabilities, from /proc/self/status (all set when it cannot be read). */
+export function effectiveCapabilities(): bigint {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/im.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? BigInt('0x' + m[1]) : -1n;
+  } catch {
+    return -1n;
+  }
+}
+
+/**
+ * For an EPERM from bpf() or perf_event_open(): the capabilities this process lacks for it (CAP_SYS_ADMIN
+ * stands in for the others), or undefined when it has them (then EPERM means something else: lockdown, a
+ * sysctl, an LSM, a program type this kernel refuses).
+ */
+export function missingCapabilities(syscall: string, cmd: string | undefined, caps = effectiveCapabilities()): string[] | undefined {
+  const has = (c: keyof typeof CAPS): boolean => ((caps >> BigInt(CAPS[c])) & 1n) === 1n;
+  if (has('CAP_SYS_ADMIN')) return undefined;
+  const needed: (keyof typeof CAPS)[] =
+    syscall === 'perf_event_open' ? ['CAP_PERFMON'] : cmd === 'PROG_LOAD' ? ['CAP_BPF', 'CAP_PERFMON'] : ['CAP_BPF'];
+  const missing = needed.filter((c) => !has(c));
+  return missing.length ? missing : undefined;
+}
+
 export class SyscallError extends TsbpfError {
   readonly syscall: string;
   readonly cmd?: string;
   /** errno name, e.g. `"EPERM"`. */
   readonly errno: string;
   readonly errnoCode: number;
+  /** For EPERM: the capabilities this process lacks for the call (read from /proc/self/status), if any. */
+  readonly missingCapabilities?: string[];
   constructor(syscall: string, cmd: string | undefined, errnoCode: number, context?: string, extraHint?: string) {
     const name = errnoName(errnoCode);
     const what = cmd ? `${syscall}(${cmd})` : syscall;
-    const h = extraHint ?? hint(syscall, cmd, errnoCode);
+    // An EPERM is read once, here, against the process's capabilities: the message names what is missing.
+    const missing = errnoCode === E.EPERM ? missingCapabilities(syscall, cmd) : undefined;
+    const h = missing
+      ? `this process lacks ${missing.join(' and ')}: run as root or grant ${missing.length > 1 ? 'them' : 'it'} (CAP_SYS_ADMIN also covers ${missing.length > 1 ? 'them' : 'it'})`
+      : extraHint ?? hint(syscall, cmd, errnoCode);
     super(`${context ? context + ': ' : ''}${what} failed: ${name}${h ? ` (${h})` : ''}`);
     this.syscall = syscall;
     this.cmd = cmd;
     this.errno = name;
     this.errnoCode = errnoCode;
+    if (missing) this.missingCapabilities = missing;
   }
 }
 

@@ -22,9 +22,15 @@ export interface Cli {
   interrupt(): Promise<number>;
 }
 
-/** Start `tsbpf ARGS`, optionally under a wrapper command (e.g. setpriv). */
-export function startCli(args: string[], wrapper: string[] = []): Cli {
-  const argv = [...wrapper, process.execPath, ...nodeArgs, CLI, ...args];
+/**
+ * Only the TypeScript loader: for children that run as another user, who may not write tap's process
+ * records into .tap/ (tap's own --import hooks would fail at exit).
+ */
+export const tsOnlyArgs = nodeArgs.filter((a) => a.includes('@tapjs/typescript'));
+
+/** Start `tsbpf ARGS`, optionally under a wrapper command (e.g. setpriv), with node given `execArgs`. */
+export function startCli(args: string[], wrapper: string[] = [], execArgs = nodeArgs): Cli {
+  const argv = [...wrapper, process.execPath, ...execArgs, CLI, ...args];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   const out = { stdout: '', stderr: '' };
   const listeners = new Set<() => void>();
