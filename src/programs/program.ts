@@ -180,6 +180,9 @@ export interface RunOptions {
   batchSize?: number;
 }
 
+/** Largest dataOutSize/ctxOutSize of a test run. */
+const MAX_RUN_OUT = 64 << 20;
+
 export class Program {
   readonly name: string;
   readonly type: number;
@@ -295,6 +298,14 @@ export class Program {
       const v = o[k];
       if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 0xffffffff)) {
         throw new TypeError(`program "${this.name}": run option ${k} must be an integer in [0, 2^32), got ${v}`);
+      }
+    }
+    // Room for output is allocated before the call: a size no test run can fill is refused here
+    // instead of failing deep in the allocator (the kernel caps packets far below this).
+    for (const k of ['dataOutSize', 'ctxOutSize'] as const) {
+      const v = o[k];
+      if (v !== undefined && v > MAX_RUN_OUT) {
+        throw new TypeError(`program "${this.name}": run option ${k} is ${v} bytes; at most ${MAX_RUN_OUT} (64 MiB) is accepted`);
       }
     }
     let flags = o.flags ?? 0;

@@ -11,6 +11,7 @@
 
 import { createRequire } from 'node:module';
 import { isMainThread } from 'node:worker_threads';
+import { TsbpfError } from '../errors.js';
 import type * as FfiRs from 'ffi-rs';
 
 const require = createRequire(import.meta.url);
@@ -157,7 +158,7 @@ export function nativeAlloc(size: number): { addr: bigint; view: Buffer } {
     paramsType: [T.I64, T.I64],
     paramsValue: [1, size],
   }) as unknown as bigint;
-  if (addr === 0n) throw new Error(`tsbpf: out of native memory allocating ${size} bytes`);
+  if (addr === 0n) throw new TsbpfError(`out of native memory allocating ${size} bytes`);
   return { addr, view: viewAt(addr, size) };
 }
 
@@ -172,6 +173,8 @@ export function nativeFree(addr: bigint): void {
  * call and copies results out before the next reset. Single-threaded by
  * construction: each worker thread loads its own copy of this module.
  */
+const MAX_ARENA = 1 << 30;
+
 export class Arena {
   #addr = 0n;
   #view: Buffer = Buffer.alloc(0);
@@ -201,6 +204,9 @@ export class Arena {
   /** Make sure `total` bytes fit; must be called before any alloc() of this round (growing moves the block). */
   reserve(total: number): void {
     if (total <= this.#view.length) return;
+    // Callers size their arguments from user input (batch counts, test-run buffers): over 1 GiB is a
+    // mistake, refused before calloc (and before Node's 4 GiB Buffer limit would throw a plain Error).
+    if (!(total <= MAX_ARENA)) throw new TsbpfError(`a system call would need ${total} bytes of argument memory; refusing more than ${MAX_ARENA}`);
     let size = Math.max(4096, this.#view.length);
     while (size < total) size *= 2;
     const block = nativeAlloc(size);
