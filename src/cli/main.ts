@@ -50,8 +50,9 @@ Options:
                        optionally with char comm[]) print as ASCII histograms, one per key; on
                        exit the other hash/array maps print as KEY VALUE tables, then the
                        writable globals (.data/.bss) with their values. Programs of type
-                       syscall have no hook: each runs once (BPF_PROG_TEST_RUN) and its return
-                       value is printed; with nothing else to attach, the command then exits.
+                       syscall have no hook: in an object made only of them, each runs once
+                       (BPF_PROG_TEST_RUN, zeroed context), its return value is printed and the
+                       command exits.
   --interval SEC       with --attach: print the histograms every SEC seconds (default: on exit only)
   --count N            with --interval: stop after N prints
   --cumulative         do not clear the histogram maps after printing them
@@ -318,15 +319,26 @@ async function load(argv: string[]): Promise<number> {
       if (json.length) write(json.join('\n') + '\n');
       if (parts.length) write('\n' + parts.join('\n\n') + '\n');
     };
-    // `syscall` programs have no hook: they run when user space says so. --attach runs each once
-    // (BPF_PROG_TEST_RUN, no context), as `bpftool prog run` would, and prints what it returned; what they
-    // computed is in the maps and globals printed below.
+    // `syscall` programs have no hook: they run when user space says so. In an object made only of them,
+    // --attach runs each once (BPF_PROG_TEST_RUN with a zeroed context), as `bpftool prog run` would, and
+    // prints what it returned; what they computed is in the maps and globals printed below. Next to hooked
+    // programs they are helpers that user space drives with its own arguments: left alone.
     let ran = 0;
+    const onlySyscall = Object.values(coll.programs).every((p) => p.type === ProgramType.SYSCALL);
     for (const [name, p] of Object.entries(coll.programs)) {
       if (p.type !== ProgramType.SYSCALL) continue;
-      const r = p.run();
-      ran++;
-      info(`run    ${name} (syscall) → returned ${r.retval}`);
+      if (!onlySyscall) {
+        info(`skip   ${name}: a syscall program next to hooked ones; it runs when user space calls it`);
+        continue;
+      }
+      try {
+        const r = p.run({ ctx: syscallContext(spec, name) });
+        ran++;
+        info(`run    ${name} (syscall) → returned ${r.retval}`);
+      } catch (e) {
+        if (!(e instanceof TsbpfError)) throw e;
+        info(`skip   ${name}: running it once failed: ${e.message}`);
+      }
     }
     for (const [name, p] of Object.entries(coll.programs)) {
       if (p.type === ProgramType.SYSCALL) continue;
@@ -434,6 +446,27 @@ async function load(argv: string[]): Promise<number> {
   } catch (e) {
     shutdown();
     throw e;
+  }
+}
+
+/**
+ * A zeroed context for a test run of a `syscall` program: as large as the struct its first argument points
+ * to (from the program's BTF prototype), since the kernel refuses a context shorter than what the program
+ * reads. Undefined when the program takes no argument or the object has no BTF.
+ */
+function syscallContext(spec: CollectionSpec, name: string): Buffer | undefined {
+  const btf = spec.btf;
+  const fn = btf?.tryFindType(name, 'func');
+  if (!btf || !fn || fn.kind !== 'func') return undefined;
+  try {
+    const proto = btf.type(fn.type);
+    if (proto.kind !== 'func_proto' || proto.params.length === 0) return undefined;
+    const arg = btf.resolve(proto.params[0]!.type);
+    if (arg.kind !== 'ptr') return undefined;
+    const size = btf.sizeof(arg.type);
+    return size > 0 && size <= 0xffff ? Buffer.alloc(size) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
