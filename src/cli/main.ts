@@ -15,7 +15,6 @@ import { waitersIdle } from '../ringbuf/index.js';
 import { EventStream, isEventMapType, parseEventArgs } from './events.js';
 import { getVariable } from '../elf/variables.js';
 import { SyscallError } from '../syscall/errors.js';
-import { readFileSync } from 'node:fs';
 import {
   applyGlobalFlags, flagOptions, globalFlags, globalsHelp, normalizeBoolArgs, setGlobal, UsageError, type GlobalFlag,
 } from './globals.js';
