@@ -96,6 +96,9 @@ async function cycle(i: number): Promise<void> {
     counts.update(ZERO, v); // key 0: a tgid the program never counts
     if (counts.lookup(ZERO)?.readBigUInt64LE(0) !== BigInt(i)) fail('counts update lost');
     counts.delete(ZERO);
+    // The global round trip runs detached: while the link is up, any getpid() of this process (Node's own
+    // threads call it too) bumps seq between our store and our load.
+    link.close();
     coll.variables.seq.set(1000 + i);
     if (coll.variables.seq.value !== 1000 + i) fail(`seq ${coll.variables.seq.value} after update`);
   } finally {
