@@ -31,17 +31,14 @@ import {
   mmap, pageSize, perfEventOpen, ioctl, onlineCpus, possibleCpus, PROT_READ, PROT_WRITE, PERF_EVENT_IOC, type Mapping,
 } from '../syscall/os.js';
 import { PERF_TYPE, PERF_COUNT_SW, PERF_SAMPLE, PERF_RECORD, LAYOUTS } from '../syscall/kernel-defs.generated.js';
-import { FD } from '../syscall/fd.js';
-import { NR, rawSyscall3 } from '../syscall/native.js';
-import { SyscallError } from '../syscall/errors.js';
-import { ClosedError, TsbpfError } from '../errors.js';
-import { acquireWaiter, type Waiter } from './waiter.js';
-import { Wakeups } from './wakeups.js';
+import type { FD } from '../syscall/fd.js';
+import { dupFdNumber } from '../syscall/socket.js';
+import { TsbpfError } from '../errors.js';
 import { resolveCodec, decodeRecord, type DecodeAs } from './decode.js';
 import type { Codec } from '../btf/codec.js';
 import { RecordBatch } from './record-batch.js';
+import { ReaderCore, type ReaderRings, type Visit } from './reader-core.js';
 
-const F_DUPFD_CLOEXEC = 1030n;
 const PAGE_FIELDS = LAYOUTS.perf_event_mmap_page.fields;
 const HEAD_OFF = PAGE_FIELDS.data_head[0];
 const TAIL_OFF = PAGE_FIELDS.data_tail[0];
@@ -116,14 +113,7 @@ interface CpuRing {
   data: Buffer | undefined;
   /** The data area as u32 words (headers are 8-aligned: typed-array reads beat Buffer#readUInt* per record). */
   words: Uint32Array | undefined;
-  waitId: number;
   lost: number;
-}
-
-function dupFd(fd: number, what: string): FD {
-  const d = rawSyscall3(NR.fcntl, BigInt(fd), F_DUPFD_CLOEXEC, 1n);
-  if (d < 0) throw new SyscallError('fcntl', 'F_DUPFD_CLOEXEC', -d, what);
-  return new FD(d);
 }
 
 /**
@@ -142,8 +132,6 @@ export class PerfReader<T = Buffer> {
   readonly #rings: CpuRing[] = [];
   #codec: Codec | undefined;
   #decodeAs: DecodeAs | undefined;
-  /** Set by a visit to end the current drain after the sample it is visiting. */
-  #stop = false;
   /** nextBatch(): the ring whose samples the caller holds, and the data_tail to store once released. */
   #held: CpuRing | undefined;
   #heldTail = 0;
@@ -152,21 +140,25 @@ export class PerfReader<T = Buffer> {
   #batchScratch = Buffer.alloc(0);
   readonly #map: BpfMap;
   #mapFd: FD | undefined;
-  #waiter: Waiter | undefined;
-  #closed = false;
-  #reading = 0;
-  #released = false;
-  readonly #wakeups = new Wakeups();
-  #abortReason: unknown;
-  #failure: Error | undefined;
-  #signal: AbortSignal | undefined;
-  #onAbort: (() => void) | undefined;
   #scratch = Buffer.alloc(0);
   #lost = 0;
   readonly #overwritable: boolean;
   #paused = false;
   /** Overwrite mode: positions and sizes of the records found by the current walk (reused, never shrunk). */
   #walk: number[] = [];
+  /** Life, waits and the read/iterate/listen front-ends; this class supplies the per-CPU rings. */
+  readonly #core: ReaderCore = new ReaderCore('PerfReader', {
+    ringCount: () => this.#rings.length,
+    drainRing: (i, max, visit) => this.#drainRing(this.#rings[i], max, visit),
+    holding: () => this.#held !== undefined,
+    releaseHeld: () => this.#releaseHeld(),
+    dropHeld: () => {
+      this.#held = undefined;
+    },
+    take: (data, start, len, _cpu, copy) => this.#take(data, start, len, copy),
+    release: () => this.#release(),
+    closedMessage: () => `perf reader of map "${this.#map.name}" is closed: make a new PerfReader to read again`,
+  } satisfies ReaderRings);
 
   constructor(map: BpfMap, options: PerfReaderOptions = {}) {
     if (!(map instanceof BpfMap)) throw new TypeError('PerfReader: argument is not a BpfMap');
@@ -188,7 +180,7 @@ export class PerfReader<T = Buffer> {
     this.#overwritable = options.overwritable === true;
     const overwrite = this.#overwritable;
     try {
-      this.#mapFd = dupFd(map.fd, `perf event array "${map.name}"`);
+      this.#mapFd = dupFdNumber(map.fd, `perf event array "${map.name}"`);
       const online = new Set(onlineCpus());
       const value = Buffer.alloc(4);
       for (const cpu of possibleCpus()) {
@@ -224,7 +216,6 @@ export class PerfReader<T = Buffer> {
           data: v.subarray(dataOff, dataOff + size),
           words: new Uint32Array(v.buffer, v.byteOffset + dataOff, size / 4),
           readFrom: 0,
-          waitId: 0,
           lost: 0,
         };
         this.#rings.push(ring);
@@ -234,21 +225,9 @@ export class PerfReader<T = Buffer> {
       }
       if (this.#rings.length === 0) throw new TsbpfError(`PerfReader: no online CPU below max_entries of "${map.name}"`);
       if (HEAD_OFF + 8 !== TAIL_OFF) throw new TsbpfError('PerfReader: unexpected perf_event_mmap_page layout');
-      const waiter = acquireWaiter();
-      this.#waiter = waiter;
-      for (const r of this.#rings) {
-        r.waitId = waiter.add(r.fd.value, {
-          ready: () => this.#wakeups.ready(),
-          failed: (err) => {
-            this.#failure = err;
-            this.#wakeups.ready();
-          },
-        });
-      }
+      this.#core.watchFds(this.#rings.map((r) => r.fd.value));
     } catch (e) {
-      this.#closed = true;
-      for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
-      this.#release();
+      this.#core.abandon();
       throw e;
     }
     if (options.decode !== undefined) {
@@ -259,20 +238,11 @@ export class PerfReader<T = Buffer> {
         throw e;
       }
     }
-    if (options.signal) {
-      const signal = options.signal;
-      this.#signal = signal;
-      this.#onAbort = () => {
-        this.#abortReason = signal.reason;
-        this.close();
-      };
-      if (signal.aborted) this.#onAbort();
-      else signal.addEventListener('abort', this.#onAbort, { once: true });
-    }
+    if (options.signal) this.#core.closeOnAbort(options.signal);
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#core.closed;
   }
 
   /**
@@ -305,7 +275,7 @@ export class PerfReader<T = Buffer> {
    * What is in the rings stays readable. Idempotent.
    */
   pause(): void {
-    this.#check();
+    this.#core.check();
     if (this.#paused) return;
     for (const r of this.#rings) ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 1, `perf event array "${this.#map.name}" cpu ${r.cpu}: pause`);
     this.#paused = true;
@@ -313,7 +283,7 @@ export class PerfReader<T = Buffer> {
 
   /** Let the kernel write into the rings again. Idempotent. */
   resume(): void {
-    this.#check();
+    this.#core.check();
     if (!this.#paused) return;
     for (const r of this.#rings) ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 0, `perf event array "${this.#map.name}" cpu ${r.cpu}: resume`);
     this.#paused = false;
@@ -342,18 +312,7 @@ export class PerfReader<T = Buffer> {
    * throws stops the read; samples up to and including it are consumed.
    */
   read(callback: PerfRecordCallback, options: PerfReadOptions = {}): number {
-    if (typeof callback !== 'function') throw new TypeError('PerfReader.read: callback must be a function');
-    this.#check();
-    const copy = options.copy === true;
-    return this.#drain(checkMax(options.max, 'PerfReader.read'), (buf, start, len, cpu) => {
-      if (copy) {
-        const out = Buffer.allocUnsafe(len);
-        buf.copy(out, 0, start, start + len);
-        callback(out, cpu);
-      } else {
-        callback(buf.subarray(start, start + len), cpu);
-      }
-    });
+    return this.#core.read(callback, options);
   }
 
   /**
@@ -362,9 +321,7 @@ export class PerfReader<T = Buffer> {
    * wrapped sample), so nothing is allocated per sample. Valid only during the callback; never keep `data`.
    */
   readInPlace(callback: PerfInPlaceCallback, options: { max?: number } = {}): number {
-    if (typeof callback !== 'function') throw new TypeError('PerfReader.readInPlace: callback must be a function');
-    this.#check();
-    return this.#drain(checkMax(options.max, 'PerfReader.readInPlace'), callback);
+    return this.#core.readInPlace(callback, options);
   }
 
   /**
@@ -376,11 +333,9 @@ export class PerfReader<T = Buffer> {
    */
   nextBatch(batch: RecordBatch): number {
     if (!(batch instanceof RecordBatch)) throw new TypeError('PerfReader.nextBatch: pass a RecordBatch');
-    this.#check();
+    this.#core.check();
     if (this.#overwritable) throw new TsbpfError('PerfReader.nextBatch: not for overwritable rings; use read() or readInPlace()');
-    if (this.#reading) throw new TsbpfError('PerfReader: nextBatch() called from a record callback');
-    this.#wakeups.consume();
-    this.#releaseHeld();
+    this.#core.beginBatch();
     batch.clear();
     const rings = this.#rings;
     for (let k = 0; k < rings.length; k++) {
@@ -480,49 +435,15 @@ export class PerfReader<T = Buffer> {
 
   /** Wait until samples may be available, without blocking Node. Resolves on close(); rejects on abort. */
   wait(options: { signal?: AbortSignal } = {}): Promise<void> {
-    try {
-      this.#check();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    // Samples held by nextBatch() keep data_tail behind: release them and report a wakeup right away.
-    if (this.#held) {
-      this.#releaseHeld();
-      return Promise.resolve();
-    }
-    return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
+    return this.#core.wait(options.signal);
   }
 
   /**
    * Samples as copies (or decoded values, see `decode`), read in batches as the consumer pulls: a slow
    * consumer leaves samples in the rings (the kernel then reports them lost) instead of buffering here.
    */
-  async *samples(options: PerfIterateOptions = {}): AsyncGenerator<PerfSample<T>, void, undefined> {
-    const { signal } = options;
-    const batch = options.batch ?? 256;
-    if (!(Number.isInteger(batch) && batch > 0)) throw new TypeError('PerfReader.samples: batch must be a positive integer');
-    const queue: PerfSample<T>[] = [];
-    for (;;) {
-      signal?.throwIfAborted();
-      if (this.#abortReason !== undefined) throw this.#abortReason;
-      if (this.#failure) throw this.#failure;
-      if (this.#closed) return;
-      queue.length = 0;
-      let bad: unknown;
-      this.#drain(batch, (buf, start, len, cpu) => {
-        try {
-          queue.push({ cpu, data: this.#take(buf, start, len, true) });
-        } catch (e) {
-          bad = e;
-          this.#stop = true;
-        }
-      });
-      // Back-pressure: nothing more is read until the consumer has taken these.
-      for (let i = 0; i < queue.length; i++) yield queue[i];
-      if (bad !== undefined) throw bad;
-      if (queue.length > 0) continue;
-      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
-    }
+  samples(options: PerfIterateOptions = {}): AsyncGenerator<PerfSample<T>, void, undefined> {
+    return this.#core.iterate('samples', options, (value, cpu) => ({ cpu, data: value as T }));
   }
 
   [Symbol.asyncIterator](): AsyncGenerator<PerfSample<T>, void, undefined> {
@@ -536,39 +457,8 @@ export class PerfReader<T = Buffer> {
    * returns a promise pauses reading until it settles (back-pressure); one that throws or rejects ends
    * listening with that error.
    */
-  async listen(callback: (sample: T, cpu: number) => void | Promise<void>, options: PerfListenOptions = {}): Promise<void> {
-    if (typeof callback !== 'function') throw new TypeError('PerfReader.listen: callback must be a function');
-    const { signal } = options;
-    const copy = options.copy === true;
-    for (;;) {
-      signal?.throwIfAborted();
-      if (this.#abortReason !== undefined) throw this.#abortReason;
-      if (this.#failure) throw this.#failure;
-      if (this.#closed) return;
-      let pending: Promise<void> | undefined;
-      let failed = false;
-      let error: unknown;
-      const n = this.#drain(Infinity, (buf, start, len, cpu) => {
-        try {
-          const ret = callback(this.#take(buf, start, len, copy), cpu);
-          if (ret && typeof (ret as Promise<void>).then === 'function') {
-            pending = ret as Promise<void>;
-            this.#stop = true;
-          }
-        } catch (e) {
-          failed = true;
-          error = e;
-          this.#stop = true;
-        }
-      });
-      if (failed) throw error;
-      if (pending) {
-        await pending;
-        continue;
-      }
-      if (n > 0) continue;
-      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
-    }
+  listen(callback: (sample: T, cpu: number) => void | Promise<void>, options: PerfListenOptions = {}): Promise<void> {
+    return this.#core.listen(callback, options);
   }
 
   /** The sample at `start` of `buf` as handed out by iteration/listen(): decoded, a copy, or a view. */
@@ -585,13 +475,7 @@ export class PerfReader<T = Buffer> {
    * still open), unmaps, closes the perf fds and the reader's map fd.
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
-    for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
-    this.#held = undefined;
-    this.#wakeups.wakeAll();
-    if (this.#reading === 0) this.#release();
+    this.#core.close();
   }
 
   [Symbol.dispose](): void {
@@ -602,33 +486,8 @@ export class PerfReader<T = Buffer> {
     this.close();
   }
 
-  #check(): void {
-    if (this.#closed) {
-      if (this.#abortReason !== undefined) throw this.#abortReason;
-      throw new ClosedError(`perf reader of map "${this.#map.name}" is closed: make a new PerfReader to read again`);
-    }
-  }
-
-  #drain(max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
-    if (this.#reading) throw new TsbpfError('PerfReader: read() called from a record callback');
-    this.#wakeups.consume();
-    this.#releaseHeld();
-    this.#stop = false;
-    this.#reading++;
-    let n = 0;
-    try {
-      for (const r of this.#rings) {
-        if (n >= max || this.#closed) break;
-        n += this.#drainRing(r, max - n, visit);
-      }
-    } finally {
-      this.#reading--;
-      if (this.#closed) this.#release();
-    }
-    return n;
-  }
-
-  #drainRing(r: CpuRing, max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
+  /** Visit up to `max` samples of one CPU's ring (called by the core's drain, ring by ring). */
+  #drainRing(r: CpuRing, max: number, visit: Visit): number {
     if (this.#overwritable) return this.#drainBackward(r, max, visit);
     const pos = r.pos!;
     const data = r.data!;
@@ -637,6 +496,7 @@ export class PerfReader<T = Buffer> {
     const size = r.size;
     // size is a power of two (pages × 2^n): `& mask` wraps an offset within the ring.
     const mask = size - 1;
+    const core = this.#core;
     let n = 0;
     // Only we write data_tail; the atomic load is for an untorn 64-bit read, not for ordering. Positions
     // grow forever as u64; as doubles they stay exact up to 2^53 bytes of traffic.
@@ -650,7 +510,7 @@ export class PerfReader<T = Buffer> {
       // the acquire load of head above orders every read of the records below it.
       let off = tail % size;
       try {
-        while (tail < head && n < max && !this.#closed && !this.#stop) {
+        while (tail < head && n < max && !core.closed && !core.stop) {
           // The header is 8 bytes at an 8-aligned offset: it never wraps. u32 type, u16 misc, u16 size.
           const w = off >>> 2;
           const type = words[w];
@@ -699,7 +559,7 @@ export class PerfReader<T = Buffer> {
           Atomics.store(pos, 1, BigInt(tail));
         }
       }
-      if (n >= max || this.#closed || this.#stop || tail === start) return n;
+      if (n >= max || core.closed || core.stop || tail === start) return n;
       // Samples written after our head load: take them too (their wakeup may have come before our drain).
     }
   }
@@ -710,7 +570,7 @@ export class PerfReader<T = Buffer> {
    * `readFrom` (where the previous read started: those records were delivered) or `head + size` (anything
    * beyond was overwritten), whichever is lower.
    */
-  #drainBackward(r: CpuRing, max: number, visit: (buf: Buffer, start: number, len: number, cpu: number) => void): number {
+  #drainBackward(r: CpuRing, max: number, visit: Visit): number {
     const what = `perf event array "${this.#map.name}" cpu ${r.cpu}`;
     // Pause the ring while walking it, or the kernel could overwrite the records being read. The ioctl is a
     // syscall: the kernel's own barriers order it before our loads below.
@@ -739,7 +599,7 @@ export class PerfReader<T = Buffer> {
       // Oldest first: from the end of the walk back to `head`. With `max`, the oldest `max` are delivered and
       // the next read starts at the newest of them.
       let i = count - 1;
-      for (; i >= 0 && n < max && !this.#closed && !this.#stop; i--) {
+      for (; i >= 0 && n < max && !this.#core.closed && !this.#core.stop; i--) {
         const p = walk[2 * i];
         const len = walk[2 * i + 1];
         r.readFrom = p;
@@ -766,7 +626,7 @@ export class PerfReader<T = Buffer> {
       }
       if (i < 0) r.readFrom = head;
     } finally {
-      if (pauseHere && !this.#released) {
+      if (pauseHere && !this.#core.released) {
         try {
           ioctl(r.fd.value, PERF_EVENT_IOC.PAUSE_OUTPUT, 0, `${what}: resume`);
         } catch {
@@ -777,9 +637,8 @@ export class PerfReader<T = Buffer> {
     return n;
   }
 
+  /** Delete the entries, unmap and close (once, by the core, never during a drain). */
   #release(): void {
-    if (this.#released) return;
-    this.#released = true;
     // Entries first, so programs stop writing into events we are about to close.
     if (!this.#map.closed) {
       for (const r of this.#rings) {
@@ -806,13 +665,4 @@ export class PerfReader<T = Buffer> {
     this.#mapFd?.close();
     this.#mapFd = undefined;
   }
-}
-
-/** `max` of read()/readInPlace(): a non-negative integer or Infinity (the default). */
-function checkMax(max: unknown, where: string): number {
-  if (max === undefined) return Infinity;
-  if (typeof max !== 'number' || !(max === Infinity || (Number.isInteger(max) && max >= 0))) {
-    throw new TypeError(`${where}: max must be a non-negative integer or Infinity, got ${typeof max === 'number' ? max : typeof max}`);
-  }
-  return max;
 }

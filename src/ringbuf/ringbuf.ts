@@ -17,21 +17,18 @@
 
 import { BpfMap, MapType, mapTypeName } from '../maps/map.js';
 import { mmap, pageSize, PROT_READ, PROT_WRITE, type Mapping } from '../syscall/os.js';
-import { FD } from '../syscall/fd.js';
-import { NR, rawSyscall3 } from '../syscall/native.js';
-import { SyscallError } from '../syscall/errors.js';
-import { ClosedError, TsbpfError } from '../errors.js';
-import { acquireWaiter, type Waiter } from './waiter.js';
-import { Wakeups } from './wakeups.js';
+import type { FD } from '../syscall/fd.js';
+import { dupFdNumber } from '../syscall/socket.js';
+import { TsbpfError } from '../errors.js';
 import { resolveCodec, decodeRecord, type DecodeAs } from './decode.js';
 import type { Codec } from '../btf/codec.js';
 import { RecordBatch } from './record-batch.js';
+import { ReaderCore, type ReaderRings, type Visit } from './reader-core.js';
 
 const BUSY = 0x80000000;
 const DISCARD = 0x40000000;
 const LEN_MASK = 0x3fffffff;
 const HDR = 8;
-const F_DUPFD_CLOEXEC = 1030n;
 /**
  * Whether a plain typed-array load of a record header is an acquire load. On x86-64 (TSO) the hardware
  * never reorders a load with a later load, so reading the header and then the data in program order is
@@ -45,9 +42,6 @@ export type RecordCallback = (record: Buffer, ring: number) => void;
 
 /** A record as a range of a Buffer shared by every record of the ring; valid only until the callback returns. */
 export type InPlaceCallback = (data: Buffer, offset: number, length: number, ring: number) => void;
-
-/** What #drain hands each record to: the ring's data area, the record's range, the ring index. */
-type Visit = (data: Buffer, start: number, len: number, ring: number) => void;
 
 export interface RingBufReaderOptions {
   /** Aborting closes the reader; pending and later iterations reject with `signal.reason`. */
@@ -95,13 +89,6 @@ interface Ring {
   hdr: Uint32Array | undefined;
   /** The data area (2 × size) as bytes. */
   data: Buffer | undefined;
-  waitId: number;
-}
-
-function dupFd(fd: number, what: string): FD {
-  const d = rawSyscall3(NR.fcntl, BigInt(fd), F_DUPFD_CLOEXEC, 1n);
-  if (d < 0) throw new SyscallError('fcntl', 'F_DUPFD_CLOEXEC', -d, what);
-  return new FD(d);
 }
 
 /**
@@ -124,23 +111,24 @@ export class RingBufReader<T = Buffer> {
   /** Per ring: the codec of `decode`, if set. */
   #codecs: (Codec | undefined)[] = [];
   #decodeAs: DecodeAs | undefined;
-  /** Set by a visit to end the current drain after the record it is visiting. */
-  #stop = false;
   /** nextBatch(): the ring whose records the caller holds, and the consumer position to store once released. */
   #held: Ring | undefined;
   #heldCons = 0;
   /** nextBatch(): the ring to look at first next time (round robin, so one busy ring does not starve others). */
   #nextRing = 0;
-  #waiter: Waiter | undefined;
-  #closed = false;
-  #reading = 0;
-  #released = false;
-  /** A wakeup arrived while nobody was waiting. */
-  readonly #wakeups = new Wakeups();
-  #abortReason: unknown;
-  #failure: Error | undefined;
-  #signal: AbortSignal | undefined;
-  #onAbort: (() => void) | undefined;
+  /** Life, waits and the read/iterate/listen front-ends; this class supplies the rings. */
+  readonly #core: ReaderCore = new ReaderCore('RingBufReader', {
+    ringCount: () => this.#rings.length,
+    drainRing: (i, max, visit) => this.#drainRing(this.#rings[i], max, visit),
+    holding: () => this.#held !== undefined,
+    releaseHeld: () => this.#releaseHeld(),
+    dropHeld: () => {
+      this.#held = undefined;
+    },
+    take: (data, start, len, ring, copy) => this.#take(data, start, len, ring, copy),
+    release: () => this.#release(),
+    closedMessage: () => `ring buffer reader of ${this.#maps.map((m) => `map "${m.name}"`).join(', ')} is closed: make a new RingBufReader to read again`,
+  } satisfies ReaderRings);
 
   constructor(maps: BpfMap | readonly BpfMap[], options: RingBufReaderOptions = {}) {
     const list = Array.isArray(maps) ? maps : [maps as BpfMap];
@@ -156,7 +144,7 @@ export class RingBufReader<T = Buffer> {
         const size = map.maxEntries;
         if (size <= 0 || size & (size - 1) || size % page) throw new TsbpfError(`RingBufReader: map "${map.name}" has a bad ring size ${size}`);
         // Our own fd: the user may close the map while reading; the mappings hold the map alive anyway.
-        const fd = dupFd(map.fd, `ring buffer "${map.name}"`);
+        const fd = dupFdNumber(map.fd, `ring buffer "${map.name}"`);
         let consumer: Mapping | undefined;
         try {
           consumer = mmap(fd.value, page, PROT_READ | PROT_WRITE, 0, `ring buffer "${map.name}": consumer page`);
@@ -174,7 +162,6 @@ export class RingBufReader<T = Buffer> {
             prodPos: new BigInt64Array(pv.buffer, pv.byteOffset, 1),
             hdr: new Uint32Array(pv.buffer, pv.byteOffset + page, (2 * size) / 4),
             data: pv.subarray(page, page + 2 * size),
-            waitId: 0,
           });
         } catch (e) {
           consumer?.unmap();
@@ -182,20 +169,9 @@ export class RingBufReader<T = Buffer> {
           throw e;
         }
       });
-      const waiter = acquireWaiter();
-      this.#waiter = waiter;
-      for (const r of this.#rings) {
-        r.waitId = waiter.add(r.fd.value, {
-          ready: () => this.#wakeups.ready(),
-          failed: (err) => {
-            this.#failure = err;
-            this.#wakeups.ready();
-          },
-        });
-      }
+      this.#core.watchFds(this.#rings.map((r) => r.fd.value));
     } catch (e) {
-      this.#closed = true;
-      this.#release();
+      this.#core.abandon();
       throw e;
     }
     if (options.decode !== undefined) {
@@ -206,20 +182,11 @@ export class RingBufReader<T = Buffer> {
         throw e;
       }
     }
-    if (options.signal) {
-      const signal = options.signal;
-      this.#signal = signal;
-      this.#onAbort = () => {
-        this.#abortReason = signal.reason;
-        this.close();
-      };
-      if (signal.aborted) this.#onAbort();
-      else signal.addEventListener('abort', this.#onAbort, { once: true });
-    }
+    if (options.signal) this.#core.closeOnAbort(options.signal);
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#core.closed;
   }
 
   /**
@@ -255,19 +222,7 @@ export class RingBufReader<T = Buffer> {
    * Calling close() from a callback is allowed (the read stops); calling read() from one is not.
    */
   read(callback: RecordCallback, options: ReadOptions = {}): number {
-    if (typeof callback !== 'function') throw new TypeError('RingBufReader.read: callback must be a function');
-    this.#check();
-    const copy = options.copy === true;
-    const max = checkMax(options.max, 'RingBufReader.read');
-    return this.#drain(max, (data, start, len, ring) => {
-      if (copy) {
-        const out = Buffer.allocUnsafe(len);
-        data.copy(out, 0, start, start + len);
-        callback(out, ring);
-      } else {
-        callback(data.subarray(start, start + len), ring);
-      }
-    });
+    return this.#core.read(callback, options);
   }
 
   /**
@@ -276,10 +231,7 @@ export class RingBufReader<T = Buffer> {
    * per record. The range is valid only during the callback, as with read(); never keep `data` itself.
    */
   readInPlace(callback: InPlaceCallback, options: { max?: number } = {}): number {
-    if (typeof callback !== 'function') throw new TypeError('RingBufReader.readInPlace: callback must be a function');
-    this.#check();
-    // The user's callback is the visit itself: no wrapper call per record.
-    return this.#drain(checkMax(options.max, 'RingBufReader.readInPlace'), callback);
+    return this.#core.readInPlace(callback, options);
   }
 
   /**
@@ -298,10 +250,7 @@ export class RingBufReader<T = Buffer> {
    */
   nextBatch(batch: RecordBatch): number {
     if (!(batch instanceof RecordBatch)) throw new TypeError('RingBufReader.nextBatch: pass a RecordBatch');
-    this.#check();
-    if (this.#reading) throw new TsbpfError('RingBufReader: nextBatch() called from a record callback');
-    this.#wakeups.consume();
-    this.#releaseHeld();
+    this.#core.beginBatch();
     batch.clear();
     const rings = this.#rings;
     for (let k = 0; k < rings.length; k++) {
@@ -374,18 +323,7 @@ export class RingBufReader<T = Buffer> {
    * aborts. Wakeups can be spurious: read() may then find nothing.
    */
   wait(options: { signal?: AbortSignal } = {}): Promise<void> {
-    try {
-      this.#check();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    // Records handed out by nextBatch() and not released yet keep consumer_pos behind, so the kernel would
-    // not wake us for new ones: release them and report a (possibly spurious) wakeup right away.
-    if (this.#held) {
-      this.#releaseHeld();
-      return Promise.resolve();
-    }
-    return this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, options.signal);
+    return this.#core.wait(options.signal);
   }
 
   /**
@@ -393,32 +331,8 @@ export class RingBufReader<T = Buffer> {
    * pulls: a slow consumer leaves records in the ring (where the producer sees the ring fill up) instead
    * of buffering them here.
    */
-  async *records(options: IterateOptions = {}): AsyncGenerator<T, void, undefined> {
-    const { signal } = options;
-    const batch = options.batch ?? 256;
-    if (!(Number.isInteger(batch) && batch > 0)) throw new TypeError('RingBufReader.records: batch must be a positive integer');
-    const queue: T[] = [];
-    for (;;) {
-      signal?.throwIfAborted();
-      if (this.#abortReason !== undefined) throw this.#abortReason;
-      if (this.#failure) throw this.#failure;
-      if (this.#closed) return;
-      queue.length = 0;
-      let bad: unknown;
-      this.#drain(batch, (data, start, len, ring) => {
-        try {
-          queue.push(this.#take(data, start, len, ring, true));
-        } catch (e) {
-          bad = e;
-          this.#stop = true;
-        }
-      });
-      // Back-pressure: nothing more is read until the consumer has taken all of these.
-      for (let i = 0; i < queue.length; i++) yield queue[i];
-      if (bad !== undefined) throw bad;
-      if (queue.length > 0) continue;
-      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
-    }
+  records(options: IterateOptions = {}): AsyncGenerator<T, void, undefined> {
+    return this.#core.iterate('records', options, (value) => value as T);
   }
 
   [Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
@@ -432,39 +346,8 @@ export class RingBufReader<T = Buffer> {
    * returns a promise pauses reading until it settles (back-pressure); one that throws or rejects ends
    * listening with that error. Only one read, iteration or listen() at a time.
    */
-  async listen(callback: (record: T, ring: number) => void | Promise<void>, options: ListenOptions = {}): Promise<void> {
-    if (typeof callback !== 'function') throw new TypeError('RingBufReader.listen: callback must be a function');
-    const { signal } = options;
-    const copy = options.copy === true;
-    for (;;) {
-      signal?.throwIfAborted();
-      if (this.#abortReason !== undefined) throw this.#abortReason;
-      if (this.#failure) throw this.#failure;
-      if (this.#closed) return;
-      let pending: Promise<void> | undefined;
-      let failed = false;
-      let error: unknown;
-      const n = this.#drain(Infinity, (data, start, len, ring) => {
-        try {
-          const ret = callback(this.#take(data, start, len, ring, copy), ring);
-          if (ret && typeof (ret as Promise<void>).then === 'function') {
-            pending = ret as Promise<void>;
-            this.#stop = true;
-          }
-        } catch (e) {
-          failed = true;
-          error = e;
-          this.#stop = true;
-        }
-      });
-      if (failed) throw error;
-      if (pending) {
-        await pending;
-        continue;
-      }
-      if (n > 0) continue;
-      await this.#wakeups.wait(this.#waiter!, this.#closed || !!this.#failure, signal);
-    }
+  listen(callback: (record: T, ring: number) => void | Promise<void>, options: ListenOptions = {}): Promise<void> {
+    return this.#core.listen(callback, options);
   }
 
   /** The record at `start` as handed out by iteration/listen(): decoded, a copy, or a view. */
@@ -479,14 +362,7 @@ export class RingBufReader<T = Buffer> {
 
   /** Idempotent. Wakes pending waits (iterators end), unregisters from the waiter, unmaps, closes fds. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
-    for (const r of this.#rings) if (r.waitId) this.#waiter?.remove(r.waitId, r.fd.value);
-    this.#held = undefined;
-    this.#wakeups.wakeAll();
-    if (this.#reading === 0) this.#release();
-    // else: the read in progress releases when it returns (its loop stops at the next record).
+    this.#core.close();
   }
 
   [Symbol.dispose](): void {
@@ -497,37 +373,10 @@ export class RingBufReader<T = Buffer> {
     this.close();
   }
 
-  #check(): void {
-    if (this.#closed) {
-      if (this.#abortReason !== undefined) throw this.#abortReason;
-      throw new ClosedError(`ring buffer reader of ${this.#maps.map((m) => `map "${m.name}"`).join(', ')} is closed: make a new RingBufReader to read again`);
-    }
-  }
-
   /**
-   * Visit up to `max` committed records across the rings; returns how many were visited. Per ring, the
+   * Visit up to `max` committed records of ring `r` (called by the core's drain, ring by ring). The
    * consumer position is stored once per batch (a batch = the records below one producer_pos load).
    */
-  #drain(max: number, visit: Visit): number {
-    if (this.#reading) throw new TsbpfError('RingBufReader: read() called from a record callback');
-    // A wakeup that arrived before this drain is answered by it.
-    this.#wakeups.consume();
-    this.#releaseHeld();
-    this.#stop = false;
-    this.#reading++;
-    let n = 0;
-    try {
-      for (const r of this.#rings) {
-        if (n >= max || this.#closed) break;
-        n += this.#drainRing(r, max - n, visit);
-      }
-    } finally {
-      this.#reading--;
-      if (this.#closed) this.#release();
-    }
-    return n;
-  }
-
   #drainRing(r: Ring, max: number, visit: Visit): number {
     const consPos = r.consPos!;
     const prodPos = r.prodPos!;
@@ -537,6 +386,7 @@ export class RingBufReader<T = Buffer> {
     const size = r.size;
     // size is a power of two ≤ 2^31 (max_entries is a u32): `& mask` wraps an offset within the ring.
     const mask = size - 1;
+    const core = this.#core;
     let n = 0;
     // Only we write consumer_pos; the atomic load is for a single untorn 64-bit read, not for ordering.
     // Positions grow forever as u64; as doubles they stay exact up to 2^53 bytes (8 PiB) of traffic.
@@ -550,7 +400,7 @@ export class RingBufReader<T = Buffer> {
       // One double modulo per batch (a call once positions pass 2^31); then 32-bit masking per record.
       let off = cons % size;
       try {
-        while (cons < prod && n < max && !this.#closed && !this.#stop) {
+        while (cons < prod && n < max && !core.closed && !core.stop) {
           // ACQUIRE: pairs with the kernel's commit, an atomic exchange (full barrier) that clears BUSY
           // after the producer wrote the data: once we see BUSY clear, the data reads below are ordered
           // after it and see the committed bytes. A plain load where it is an acquire (x86-64, see
@@ -581,15 +431,14 @@ export class RingBufReader<T = Buffer> {
           Atomics.store(consPos, 0, BigInt(cons));
         }
       }
-      if (busy || n >= max || this.#closed || this.#stop || cons === start) return n;
+      if (busy || n >= max || core.closed || core.stop || cons === start) return n;
       // A record committed after our producer_pos load but before the store above saw the old consumer
       // position and did not wake us (the kernel wakes only when committing at consumer_pos): look again.
     }
   }
 
+  /** Unmap and close (once, by the core, never during a drain). */
   #release(): void {
-    if (this.#released) return;
-    this.#released = true;
     for (const r of this.#rings) {
       // Drop every view over the mappings first: nothing in this reader may touch them after munmap.
       r.consPos = undefined;
@@ -601,13 +450,4 @@ export class RingBufReader<T = Buffer> {
       r.fd.close();
     }
   }
-}
-
-/** `max` of read()/readInPlace(): a non-negative integer or Infinity (the default). */
-function checkMax(max: unknown, where: string): number {
-  if (max === undefined) return Infinity;
-  if (typeof max !== 'number' || !(max === Infinity || (Number.isInteger(max) && max >= 0))) {
-    throw new TypeError(`${where}: max must be a non-negative integer or Infinity, got ${typeof max === 'number' ? max : typeof max}`);
-  }
-  return max;
 }
