@@ -42,3 +42,11 @@ export class NotSupportedError extends TsbpfError {
 
 /** An operation on an object whose `close()` was already called. */
 export class ClosedError extends TsbpfError {}
+
+/** What a wrong argument is, for an error message: `null`, `an Array`, its class name, or its typeof. */
+export function describeArgument(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an Array';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}

@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import { Btf } from '../btf/btf.js';
 import { parseBtfExt } from '../btf/ext.js';
 import type { BtfDatasec, BtfExt } from '../btf/types.js';
-import { ElfError, TsbpfError } from '../errors.js';
+import { ElfError, TsbpfError, describeArgument } from '../errors.js';
 import type { CollectionSpec, FunctionSpec, MapSpec, ProgramSpec, VariableSpec } from './spec.js';
 import { readElf, SHF, SHT, type ElfSection } from './reader.js';
 import { isExported, readRelocations, readSymbolTable, STB, STT, type ElfSymbol } from './symbols.js';
@@ -77,8 +77,7 @@ export function loadCollectionSpec(input: string | Buffer | Uint8Array, options:
     buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
     objectName = options.name ?? 'obj';
   } else {
-    throw new TypeError(`loadCollectionSpec: input must be a path or a Buffer with the object's bytes, got ${
-      input === null ? 'null' : typeof input === 'object' ? ((input as object).constructor?.name ?? 'object') : typeof input}`);
+    throw new TypeError(`loadCollectionSpec: input must be a path or a Buffer with the object's bytes, got ${describeArgument(input)}`);
   }
   return parseObject(buf, objectName, typeof input === 'string' ? input : `object "${objectName}"`);
 }

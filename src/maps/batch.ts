@@ -15,7 +15,8 @@
 
 import { mapDelete, mapLookup, mapNextKey, mapUpdate, possibleCpus, E } from '../syscall/index.js';
 import { BatchError, batchTokenSize, isBatchRefusal, mapDeleteBatch, mapLookupBatch, mapUpdateBatch } from '../syscall/batch.js';
-import { isPerCpu, mapTypeName, type BpfMap } from './map.js';
+import { checkElementFlags, isPerCpu, mapTypeName, type BpfMap } from './map.js';
+import { describeArgument } from '../errors.js';
 
 export type BatchOp = 'lookup' | 'lookupAndDelete' | 'update' | 'delete' | 'updateWithFlags';
 
@@ -283,18 +284,11 @@ function collect(map: BpfMap, chunks: Iterable<BatchEntries>, make: (k: Buffer, 
 
 const NO_VALUES = Symbol('no values');
 
-function kind(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an Array';
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
-  return typeof v;
-}
-
 /** Element count of `keys` (and `values`, checked against it unless `values` is NO_VALUES): all before any syscall. */
 function checkRecords(map: BpfMap, keys: Uint8Array, values: Uint8Array | typeof NO_VALUES, what: string): number {
   checkKeyed(map, what);
   if (!(keys instanceof Uint8Array)) {
-    throw new TypeError(`${ctx(map)}: ${what}: keys must be a Buffer/Uint8Array of ${map.keySize}-byte keys back to back, got ${kind(keys)}`);
+    throw new TypeError(`${ctx(map)}: ${what}: keys must be a Buffer/Uint8Array of ${map.keySize}-byte keys back to back, got ${describeArgument(keys)}`);
   }
   if (keys.length === 0 || keys.length % map.keySize !== 0) {
     throw new TypeError(`${ctx(map)}: ${what}: keys are ${keys.length} bytes, not a positive multiple of the key size ${map.keySize}`);
@@ -302,7 +296,7 @@ function checkRecords(map: BpfMap, keys: Uint8Array, values: Uint8Array | typeof
   const count = keys.length / map.keySize;
   if (values !== NO_VALUES) {
     if (!(values instanceof Uint8Array)) {
-      throw new TypeError(`${ctx(map)}: ${what}: values must be a Buffer/Uint8Array of ${batchValueStride(map)}-byte values back to back, got ${kind(values)}`);
+      throw new TypeError(`${ctx(map)}: ${what}: values must be a Buffer/Uint8Array of ${batchValueStride(map)}-byte values back to back, got ${describeArgument(values)}`);
     }
     const vs = batchValueStride(map);
     if (values.length !== count * vs) {
@@ -323,9 +317,7 @@ function checkRecords(map: BpfMap, keys: Uint8Array, values: Uint8Array | typeof
  */
 export function updateBatch(map: BpfMap, keys: Uint8Array, values: Uint8Array, flags = 0): number {
   const count = checkRecords(map, keys, values, 'updateBatch');
-  if (typeof flags !== 'number' || !Number.isSafeInteger(flags) || flags < 0) {
-    throw new TypeError(`${ctx(map)}: updateBatch: flags must be a non-negative integer (UpdateFlags.*), got ${typeof flags === 'number' ? flags : typeof flags}`);
-  }
+  checkElementFlags(flags, `${ctx(map)}: updateBatch`);
   const ks = map.keySize;
   const vs = batchValueStride(map);
   const fd = map.fd;

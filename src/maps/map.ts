@@ -7,7 +7,7 @@ import {
   BPF_MAP_TYPE, FD, mapCreate, mapDelete, mapFreeze, mapLookup, mapNextKey, mapUpdate, objGetInfo, objPin, objGet,
   getFdById, mapPeekValue, layoutSize, readU32, readU64, readBytesField, possibleCpus, BpfError, E,
 } from '../syscall/index.js';
-import { ClosedError, TsbpfError } from '../errors.js';
+import { ClosedError, TsbpfError, describeArgument } from '../errors.js';
 import { checkBpffsPath, unpin } from './pin.js';
 import { lookupBatch } from './batch.js';
 import type { Btf } from '../btf/btf.js';
@@ -254,12 +254,8 @@ export class BpfMap {
     return `map "${this.name}" (${mapTypeName(this.type)})`;
   }
 
-  /** Element flags (BPF_ANY, BPF_F_LOCK...): a non-negative integer, refused otherwise before any syscall. */
   #flags(flags: unknown, op: string): number {
-    if (typeof flags !== 'number' || !Number.isSafeInteger(flags) || flags < 0) {
-      throw new TypeError(`${this.#ctx()}: ${op}: flags must be a non-negative integer (UpdateFlags.*), got ${describeValue(flags)}`);
-    }
-    return flags;
+    return checkElementFlags(flags, `${this.#ctx()}: ${op}`);
   }
 
   #key(key: KeyLike): Uint8Array {
@@ -290,7 +286,7 @@ export class BpfMap {
       }
       throw new TypeError(`${this.#ctx()}: a numeric key needs a 4- or 8-byte key size (this map's is ${this.keySize}); pass a Buffer`);
     }
-    throw new TypeError(`${this.#ctx()}: key must be a Buffer/Uint8Array${this.keySize === 4 || this.keySize === 8 ? ', number or bigint' : ''}, got ${describe(key)}`);
+    throw new TypeError(`${this.#ctx()}: key must be a Buffer/Uint8Array${this.keySize === 4 || this.keySize === 8 ? ', number or bigint' : ''}, got ${describeArgument(key)}`);
   }
 
   /** Total bytes of one lookup/update value (all CPUs for per-CPU maps). */
@@ -325,7 +321,7 @@ export class BpfMap {
   }
 
   #checkValue(v: unknown): asserts v is Uint8Array {
-    if (!(v instanceof Uint8Array)) throw new TypeError(`${this.#ctx()}: value must be a Buffer/Uint8Array, got ${describe(v)}`);
+    if (!(v instanceof Uint8Array)) throw new TypeError(`${this.#ctx()}: value must be a Buffer/Uint8Array, got ${describeArgument(v)}`);
     if (v.length !== this.valueSize) {
       throw new TypeError(
         `${this.#ctx()}: value is ${v.length} bytes, the map's value size is ${this.valueSize}: pass a Buffer of exactly ${this.valueSize} bytes`,
@@ -487,28 +483,29 @@ export function loadPinnedMap(path: string): BpfMap {
   return BpfMap.fromPin(path);
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an Array';
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
-  return typeof v;
-}
-
 /** A value for an error message: numbers and bigints as themselves, anything else by its type. */
 function describeValue(v: unknown): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'string') return `string ${JSON.stringify(v.length > 20 ? v.slice(0, 20) + '…' : v)}`;
-  return describe(v);
+  return describeArgument(v);
+}
+
+/** Element flags (BPF_ANY, BPF_F_LOCK...) of `where`: a non-negative integer, refused otherwise before any syscall. */
+export function checkElementFlags(flags: unknown, where: string): number {
+  if (typeof flags !== 'number' || !Number.isSafeInteger(flags) || flags < 0) {
+    throw new TypeError(`${where}: flags must be a non-negative integer (UpdateFlags.*), got ${describeValue(flags)}`);
+  }
+  return flags;
 }
 
 const U32_MAX = 0xffffffff;
 
 /** Sizes, counts and flags of MapCreateOptions: u32 integers, refused before any syscall. */
 function checkCreateOptions(o: MapCreateOptions): void {
-  if (o === null || typeof o !== 'object') throw new TypeError(`BpfMap.create: pass an options object, got ${describe(o)}`);
+  if (o === null || typeof o !== 'object') throw new TypeError(`BpfMap.create: pass an options object, got ${describeArgument(o)}`);
   const what = `map "${o.name ?? ''}"`;
-  if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`${what}: name must be a string, got ${describe(o.name)}`);
+  if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`${what}: name must be a string, got ${describeArgument(o.name)}`);
   const fields = ['type', 'keySize', 'valueSize', 'maxEntries', 'flags', 'numaNode', 'btfFd', 'btfKeyTypeId', 'btfValueTypeId',
     'btfVmlinuxValueTypeId'] as const;
   for (const f of fields) {
@@ -521,7 +518,7 @@ function checkCreateOptions(o: MapCreateOptions): void {
   if (o.mapExtra !== undefined && (typeof o.mapExtra !== 'bigint' || o.mapExtra < 0n || o.mapExtra >= 1n << 64n)) {
     throw new TypeError(`${what}: mapExtra must be a bigint in [0, 2^64), got ${describeValue(o.mapExtra)}`);
   }
-  if (o.innerMap !== undefined && !(o.innerMap instanceof BpfMap)) throw new TypeError(`${what}: innerMap must be a BpfMap, got ${describe(o.innerMap)}`);
+  if (o.innerMap !== undefined && !(o.innerMap instanceof BpfMap)) throw new TypeError(`${what}: innerMap must be a BpfMap, got ${describeArgument(o.innerMap)}`);
 }
 
 /** True for errors meaning "the kernel does not support this map type". */

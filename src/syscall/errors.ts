@@ -59,7 +59,6 @@ function hint(syscall: string, cmd: string | undefined, errno: number): string {
   }
 }
 
-/** A system call failed. `cmd` is the bpf() command name for bpf(). */
 // Capability bits (linux/capability.h) that BPF needs.
 const CAPS = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
 
@@ -87,6 +86,7 @@ export function missingCapabilities(syscall: string, cmd: string | undefined, ca
   return missing.length ? missing : undefined;
 }
 
+/** A system call failed. `cmd` is the bpf() command name for bpf(). */
 export class SyscallError extends TsbpfError {
   readonly syscall: string;
   readonly cmd?: string;

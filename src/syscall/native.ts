@@ -167,14 +167,15 @@ export function nativeFree(addr: bigint): void {
   m.load({ library: LIB, funcName: 'free', retType: T.Void, paramsType: [T.BigInt], paramsValue: [addr] });
 }
 
+/** Largest argument block an Arena allocates: more is a caller's mistake (see reserve()). */
+const MAX_ARENA = 1 << 30;
+
 /**
  * A bump allocator over one native block. Each syscall wrapper calls
  * `reset()`, carves the attr and the memory its pointers refer to, makes the
  * call and copies results out before the next reset. Single-threaded by
  * construction: each worker thread loads its own copy of this module.
  */
-const MAX_ARENA = 1 << 30;
-
 export class Arena {
   #addr = 0n;
   #view: Buffer = Buffer.alloc(0);
