@@ -67,26 +67,47 @@ function writeAll(views: View[]): number {
   return bad;
 }
 
-// ---- ring buffer: submit_n (BPF_PROG_TEST_RUN) produces, readers consume, gc() every 100 records.
-async function ringbuf(): Promise<Record<string, number>> {
-  const spec = loadCollectionSpec(obj('ringbuf_test.o'));
-  const coll = new Collection(spec, { programs: ['submit_n'] });
-  const reader = new RingBufReader(coll.maps.rb);
-  const submit = (n: number, base: number): void => {
-    const ctx = Buffer.alloc(16);
-    ctx.writeUInt32LE(n, 0);
-    ctx.writeUInt32LE(base, 4);
-    coll.programs.submit_n.run({ ctx });
-  };
+/** What both readers offer the drive below (RingBufReader and PerfReader). */
+interface Reader {
+  read(cb: (rec: Buffer) => void, o?: { max?: number }): number;
+  readInPlace(cb: (data: Buffer, off: number, len: number) => void, o?: { max?: number }): number;
+  nextBatch(batch: RecordBatch): number;
+  wait(): Promise<void>;
+  close(): void;
+}
+
+interface Drive<R extends Reader> {
+  /** 'ring' or 'perf', for messages; `Class` names the reader in expectClosed messages. */
+  label: string;
+  Class: string;
+  reader: R;
+  /** Produce n records numbered from base (one test run of the program). */
+  produce(n: number, base: number): void;
+  /** Records per produce() call, and how far the producer may run ahead of the consumer. */
+  chunk: number;
+  ahead: number;
+  /** The reader's async iteration, as records. */
+  records(reader: R): AsyncIterable<Buffer>;
+  /** The views readInPlace() lets a user keep of (data, off, len). */
+  inPlaceViews(data: Buffer, off: number, len: number): View[];
+  /** 'records' or 'samples'. */
+  unit: string;
+}
+
+/**
+ * TOTAL records through `d.reader`, gc() every 100: half through zero-copy read() (gc() inside the
+ * callback, the view live), half through for await with the producer on another async path. Returns how
+ * many arrived, in order.
+ */
+async function stream<R extends Reader>(d: Drive<R>): Promise<number> {
   let produced = 0;
   let next = 0;
   const half = TOTAL / 2;
-  // 1) zero-copy read() with gc() inside the callback, while the view is live.
   while (produced < half) {
-    submit(500, produced);
-    produced += 500;
-    reader.read((rec) => {
-      check(seqOf(rec) === next, `ring read: seq ${seqOf(rec)}, expected ${next}`);
+    d.produce(d.chunk, produced);
+    produced += d.chunk;
+    d.reader.read((rec) => {
+      check(seqOf(rec) === next, `${d.label} read: seq ${seqOf(rec)}, expected ${next}`);
       next++;
       if (next % 100 === 0) {
         collect();
@@ -94,31 +115,36 @@ async function ringbuf(): Promise<Record<string, number>> {
       }
     });
   }
-  // 2) for await (copies), the producer in another async path, the ring never more than 4000 records ahead.
   const producer = (async () => {
     while (produced < TOTAL) {
-      while (produced - next > 4000) await tick();
-      submit(500, produced);
-      produced += 500;
+      while (produced - next > d.ahead) await tick();
+      d.produce(d.chunk, produced);
+      produced += d.chunk;
       await tick();
     }
   })();
-  for await (const rec of reader) {
-    check(seqOf(rec) === next, `ring for await: seq ${seqOf(rec)}, expected ${next}`);
+  for await (const rec of d.records(d.reader)) {
+    check(seqOf(rec) === next, `${d.label} for await: seq ${seqOf(rec)}, expected ${next}`);
     next++;
     if (next % 100 === 0) collect();
     if (next === TOTAL) break;
   }
   await producer;
-  const dropped = (coll.variables.dropped.value as bigint);
-  check(dropped === 0n, `ring dropped ${dropped}`);
-  // 3) views kept past close: from read(), readInPlace() (the whole data area) and nextBatch().
-  submit(8, TOTAL);
+  return next;
+}
+
+/**
+ * Views kept past close, from read(), readInPlace() and nextBatch(): closes the reader and `coll`, then
+ * reads and writes through the views, before and after gc(), and checks every call on the closed reader.
+ */
+async function keepViewsPastClose<R extends Reader>(d: Drive<R>, coll: Collection): Promise<Record<string, number>> {
+  const { reader } = d;
+  d.produce(8, TOTAL);
   const kept: View[] = [];
   reader.read((rec) => kept.push(rec), { max: 3 });
-  reader.readInPlace((data, off, len) => kept.push(data, data.subarray(off, off + len), new Uint32Array(data.buffer, data.byteOffset + off, 2)), { max: 2 });
+  reader.readInPlace((data, off, len) => kept.push(...d.inPlaceViews(data, off, len)), { max: 2 });
   const batch = new RecordBatch(16);
-  check(reader.nextBatch(batch) === 3, 'nextBatch: 3 records left');
+  check(reader.nextBatch(batch) === 3, `nextBatch: 3 ${d.unit} left`);
   kept.push(batch.data!.subarray(batch.offsets[0], batch.offsets[0] + batch.lengths[0]));
   check(seqOf(kept[0] as Buffer) === TOTAL, 'kept view before close');
   reader.close();
@@ -128,92 +154,78 @@ async function ringbuf(): Promise<Record<string, number>> {
   const badWrites = writeAll(kept);
   collect();
   const afterGc = readSum(kept) + writeAll(kept);
-  await expectClosed('RingBufReader', {
+  await expectClosed(d.Class, {
     read: () => reader.read(() => {}),
     readInPlace: () => reader.readInPlace(() => {}),
     nextBatch: () => reader.nextBatch(batch),
   }, () => reader.wait());
-  let iterated = 0;
-  for await (const _ of reader) iterated++; // a closed reader's iteration just ends
-  check(iterated === 0, 'iteration after close');
   const pendingWithViews = pendingPlaceholders();
   const keptViews = kept.length;
   kept.length = 0;
   batch.clear();
-  return { records: next, keptViews, afterClose, badWrites, afterGc, pendingWithViews };
+  return { keptViews, afterClose, badWrites, afterGc, pendingWithViews };
 }
 
-// ---- perf event array: emit_n on one CPU produces, gc() every 100 samples.
+// ---- ring buffer: submit_n (BPF_PROG_TEST_RUN) produces, the ring never more than 4000 records ahead.
+async function ringbuf(): Promise<Record<string, number>> {
+  const spec = loadCollectionSpec(obj('ringbuf_test.o'));
+  const coll = new Collection(spec, { programs: ['submit_n'] });
+  const d: Drive<RingBufReader> = {
+    label: 'ring',
+    Class: 'RingBufReader',
+    reader: new RingBufReader(coll.maps.rb),
+    produce: (n, base) => {
+      const ctx = Buffer.alloc(16);
+      ctx.writeUInt32LE(n, 0);
+      ctx.writeUInt32LE(base, 4);
+      coll.programs.submit_n.run({ ctx });
+    },
+    chunk: 500,
+    ahead: 4000,
+    records: (r) => r,
+    // The whole data area, the record, and a typed array over it.
+    inPlaceViews: (data, off, len) => [data, data.subarray(off, off + len), new Uint32Array(data.buffer, data.byteOffset + off, 2)],
+    unit: 'records',
+  };
+  const records = await stream(d);
+  const dropped = (coll.variables.dropped.value as bigint);
+  check(dropped === 0n, `ring dropped ${dropped}`);
+  const views = await keepViewsPastClose(d, coll);
+  let iterated = 0;
+  for await (const _ of d.reader) iterated++; // a closed reader's iteration just ends
+  check(iterated === 0, 'iteration after close');
+  return { records, ...views };
+}
+
+// ---- perf event array: emit_n on one CPU produces; the default ring (8 pages per CPU) holds ~900 samples,
+// so the producer stays at most 400 ahead.
 async function perf(): Promise<Record<string, number>> {
   const spec = loadCollectionSpec(obj('perf_test.o'));
   const coll = new Collection(spec, { programs: ['emit_n'] });
-  const reader = new PerfReader(coll.maps.events);
   const cpu = onlineCpus()[0];
-  const emit = (n: number, base: number): void => {
-    const ctx = Buffer.alloc(16);
-    ctx.writeUInt32LE(n, 0);
-    ctx.writeUInt32LE(base, 8);
-    coll.programs.emit_n.run({ ctx, flags: 1, cpu });
+  const d: Drive<PerfReader> = {
+    label: 'perf',
+    Class: 'PerfReader',
+    reader: new PerfReader(coll.maps.events),
+    produce: (n, base) => {
+      const ctx = Buffer.alloc(16);
+      ctx.writeUInt32LE(n, 0);
+      ctx.writeUInt32LE(base, 8);
+      coll.programs.emit_n.run({ ctx, flags: 1, cpu });
+    },
+    chunk: 200,
+    ahead: 400,
+    records: async function* (r) {
+      for await (const s of r) yield s.data;
+    },
+    inPlaceViews: (buf, off, len) => [buf, buf.subarray(off, off + len)],
+    unit: 'samples',
   };
-  let produced = 0;
-  let next = 0;
-  const half = TOTAL / 2;
-  while (produced < half) {
-    emit(200, produced);
-    produced += 200;
-    reader.read((rec) => {
-      check(seqOf(rec) === next, `perf read: seq ${seqOf(rec)}, expected ${next}`);
-      next++;
-      if (next % 100 === 0) {
-        collect();
-        check(seqOf(rec) === next - 1, 'view changed across gc()');
-      }
-    });
-  }
-  // The default ring (8 pages per CPU) holds ~900 samples: stay well below.
-  const producer = (async () => {
-    while (produced < TOTAL) {
-      while (produced - next > 400) await tick();
-      emit(200, produced);
-      produced += 200;
-      await tick();
-    }
-  })();
-  for await (const s of reader) {
-    check(seqOf(s.data) === next, `perf for await: seq ${seqOf(s.data)}, expected ${next}`);
-    next++;
-    if (next % 100 === 0) collect();
-    if (next === TOTAL) break;
-  }
-  await producer;
-  check(reader.lost === 0, `perf lost ${reader.lost}`);
+  const records = await stream(d);
+  check(d.reader.lost === 0, `perf lost ${d.reader.lost}`);
   const dropped = coll.variables.dropped.value as bigint;
   check(dropped === 0n, `perf dropped ${dropped}`);
-  emit(8, TOTAL);
-  const kept: View[] = [];
-  reader.read((rec) => kept.push(rec), { max: 3 });
-  reader.readInPlace((buf, off, len) => kept.push(buf, buf.subarray(off, off + len)), { max: 2 });
-  const batch = new RecordBatch(16);
-  check(reader.nextBatch(batch) === 3, 'nextBatch: 3 samples left');
-  kept.push(batch.data!.subarray(batch.offsets[0], batch.offsets[0] + batch.lengths[0]));
-  check(seqOf(kept[0] as Buffer) === TOTAL, 'kept view before close');
-  reader.close();
-  reader.close();
-  coll.close();
-  const afterClose = readSum(kept);
-  const badWrites = writeAll(kept);
-  collect();
-  const afterGc = readSum(kept) + writeAll(kept);
-  await expectClosed('PerfReader', {
-    read: () => reader.read(() => {}),
-    readInPlace: () => reader.readInPlace(() => {}),
-    nextBatch: () => reader.nextBatch(batch),
-  }, () => reader.wait());
-  const pendingWithViews = pendingPlaceholders();
-  const keptViews = kept.length;
-  kept.length = 0;
-  batch.clear();
-  return { records: next, keptViews, afterClose, badWrites, afterGc, pendingWithViews };
+  return { records, ...(await keepViewsPastClose(d, coll)) };
 }
 
 const rb = await ringbuf();
